@@ -1,0 +1,1 @@
+"""Engine.IO v4: packet codec, sessions and the HTTP/WebSocket endpoint."""

@@ -1,0 +1,103 @@
+"""Engine.IO v4 packet codec, sans-IO.
+
+An Engine.IO packet is one type digit followed by its data.  Over WebSocket a
+packet is one frame: text frames carry ``<type><data>``; binary frames carry a
+MESSAGE's raw bytes.  Over HTTP long-polling several packets travel in one
+body separated by the record separator ``\\x1e``, binary ones as ``b`` plus
+base64.  Nothing here touches I/O; every malformed input raises
+:class:`EngineProtocolError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+
+import attrs
+
+SEPARATOR = "\x1e"
+
+
+class PacketType(enum.IntEnum):
+    OPEN = 0
+    CLOSE = 1
+    PING = 2
+    PONG = 3
+    MESSAGE = 4
+    UPGRADE = 5
+    NOOP = 6
+
+
+class EngineProtocolError(ValueError):
+    """The peer sent bytes that are not a valid Engine.IO packet or payload."""
+
+
+@attrs.frozen(slots=True)
+class Packet:
+    type: PacketType
+    data: str | bytes = ""
+
+
+#: A frame as queued for a connection: ``str`` is a text packet with its type
+#: digit already in front, ``bytes`` a binary MESSAGE.  Both transports take
+#: these, so a broadcast is encoded once for every recipient.
+Frame = str | bytes
+
+_TYPES = {str(t.value): t for t in PacketType}
+
+
+def decode_text(text: str) -> Packet:
+    """Decode one text packet (a WebSocket text frame or one polling record)."""
+    if not text:
+        raise EngineProtocolError("empty packet")
+    ptype = _TYPES.get(text[0])
+    if ptype is None:
+        raise EngineProtocolError(f"unknown packet type {text[0]!r}")
+    return Packet(ptype, text[1:])
+
+
+def encode_frame(packet: Packet) -> Frame:
+    """Encode a packet as a WebSocket frame payload (and polling record source)."""
+    if isinstance(packet.data, bytes):
+        if packet.type is not PacketType.MESSAGE:
+            raise ValueError("only MESSAGE packets carry binary data")
+        return packet.data
+    return f"{packet.type.value}{packet.data}"
+
+
+def decode_payload(body: bytes) -> list[Packet]:
+    """Decode an HTTP long-polling POST body into its packets."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EngineProtocolError("payload is not valid UTF-8") from exc
+    if not text:
+        raise EngineProtocolError("empty payload")
+    packets = []
+    for record in text.split(SEPARATOR):
+        if record.startswith("b"):
+            try:
+                packets.append(Packet(PacketType.MESSAGE, base64.b64decode(record[1:], validate=True)))
+            except binascii.Error as exc:
+                raise EngineProtocolError("invalid base64 in binary packet") from exc
+        else:
+            packets.append(decode_text(record))
+    return packets
+
+
+def encode_payload(frames: list[Frame]) -> str:
+    """Join queued frames into one long-polling response body."""
+    return SEPARATOR.join(
+        "b" + base64.b64encode(f).decode("ascii") if isinstance(f, bytes) else f for f in frames
+    )
+
+
+PING: Frame = "2"
+PONG_PROBE: Frame = "3probe"
+NOOP: Frame = "6"
+CLOSE: Frame = "1"
+
+
+def message(data: str) -> Frame:
+    return "4" + data

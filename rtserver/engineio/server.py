@@ -1,0 +1,193 @@
+"""The Engine.IO endpoint: handshakes, polling requests and WebSocket upgrades."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+import orjson
+import trio
+import trio_websocket
+
+from ..config import EngineIOConfig
+from ..http.messages import Request, Response, json_response
+from . import packets
+from .errors import EngineError
+from .packets import EngineProtocolError
+from .session import Session, SessionHandler
+
+log = logging.getLogger("rtserver.engineio")
+
+TRANSPORTS = ("polling", "websocket")
+
+
+def _error(error: EngineError, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return json_response(error.status, {"code": int(error), "message": error.message}, headers)
+
+
+class EngineServer:
+    """Owns the sid -> session map; one instance serves every mount path."""
+
+    def __init__(
+        self,
+        config: EngineIOConfig,
+        open_handler: Callable[[Session], SessionHandler],
+        nursery: trio.Nursery,
+    ) -> None:
+        self.config = config
+        self._open_handler = open_handler
+        self._nursery = nursery
+        self.sessions: dict[str, Session] = {}
+        self.metrics_overflow = 0
+        self._open_packet_fields = {
+            "upgrades": ["websocket"],
+            "pingInterval": int(config.ping_interval * 1000),
+            "pingTimeout": int(config.ping_timeout * 1000),
+            "maxPayload": config.max_payload,
+        }
+
+    # ----------------------------------------------------------- helpers
+    def forget(self, session: Session) -> None:
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]
+
+    def _cors_headers(self, request: Request) -> tuple[tuple[str, str], ...]:
+        origin = request.headers.get("origin")
+        if origin and origin in self.config.cors_origins or "*" in self.config.cors_origins and origin:
+            return (
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Vary", "Origin"),
+            )
+        return ()
+
+    def _origin_allowed(self, request: Request) -> bool:
+        """Same-origin and non-browser requests pass; others need the allow-list."""
+        origin = request.headers.get("origin")
+        if not origin:
+            return True
+        if origin in self.config.cors_origins or "*" in self.config.cors_origins:
+            return True
+        host = request.headers.get("host", "")
+        return origin.split("://", 1)[-1] == host
+
+    def _check(self, request: Request, transport_expected: str | None) -> EngineError | None:
+        query = request.query
+        if query.get("EIO") != "4":
+            return EngineError.UNSUPPORTED_PROTOCOL_VERSION
+        transport = query.get("transport")
+        if transport not in TRANSPORTS:
+            return EngineError.UNKNOWN_TRANSPORT
+        if not self._origin_allowed(request):
+            return EngineError.FORBIDDEN
+        sid = query.get("sid")
+        if sid is not None:
+            session = self.sessions.get(sid)
+            if session is None:
+                return EngineError.UNKNOWN_SID
+            if transport_expected == "websocket":
+                if transport != "websocket" or not session.upgradable:
+                    return EngineError.BAD_REQUEST
+            elif transport != session.transport:
+                return EngineError.BAD_REQUEST
+        else:
+            if request.method != "GET":
+                return EngineError.BAD_HANDSHAKE_METHOD
+            if transport != (transport_expected or "polling"):
+                return EngineError.BAD_REQUEST
+        return None
+
+    def _new_session(self, request: Request, transport: str) -> tuple[Session, str]:
+        sid = secrets.token_urlsafe(15)
+        session = Session(self, sid, request, transport)
+        self.sessions[sid] = session
+        open_packet = "0" + orjson.dumps({"sid": sid, **self._open_packet_fields}).decode()
+        log.info(
+            "connection opened",
+            extra={"fields": {"sid": sid, "transport": transport, "remote": request.remote}},
+        )
+        return session, open_packet
+
+    # ---------------------------------------------------------- polling
+    def body_limit(self) -> int:
+        return self.config.max_payload
+
+    async def handle_http(self, request: Request) -> Response:
+        cors = self._cors_headers(request)
+        if request.method == "OPTIONS":
+            headers = cors
+            if cors:
+                headers += (
+                    ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+                    ("Access-Control-Allow-Headers", request.headers.get("access-control-request-headers", "")),
+                )
+            return Response(204, b"", headers, "text/plain")
+        if request.method not in ("GET", "POST"):
+            return _error(EngineError.BAD_REQUEST if "sid" in request.query else EngineError.BAD_HANDSHAKE_METHOD, cors)
+        error = self._check(request, None)
+        if error is not None:
+            return _error(error, cors)
+        sid = request.query.get("sid")
+        if sid is None:
+            session, open_packet = self._new_session(request, "polling")
+            await self._nursery.start(session.run, self._open_handler(session))
+            return Response(200, open_packet.encode(), cors, "text/plain; charset=UTF-8")
+        session = self.sessions[sid]
+        if request.method == "GET":
+            frames = await session.poll()
+            if frames is None:
+                session.abort("overlapping polls")
+                return _error(EngineError.BAD_REQUEST, cors)
+            body = packets.encode_payload(frames).encode()
+            return Response(200, body, cors, "text/plain; charset=UTF-8")
+        try:
+            await session.receive_payload(request.body)
+        except EngineProtocolError as exc:
+            log.info("protocol error: %s", exc, extra={"fields": {"sid": sid}})
+            session.abort("parse error")
+            return _error(EngineError.BAD_REQUEST, cors)
+        return Response(200, b"ok", cors, "text/html")
+
+    # -------------------------------------------------------- websocket
+    def websocket_handler(self, request: Request) -> Response | Callable[[trio.abc.Stream], Awaitable[None]]:
+        error = self._check(request, "websocket")
+        if error is not None:
+            return _error(error)
+
+        async def serve(stream: trio.abc.Stream) -> None:
+            await self._serve_websocket(request, stream)
+
+        return serve
+
+    async def _serve_websocket(self, request: Request, stream: trio.abc.Stream) -> None:
+        async with trio.open_nursery() as nursery:
+            ws_request = await trio_websocket.wrap_server_stream(
+                nursery, stream, message_queue_size=4, max_message_size=self.config.max_payload
+            )
+            ws = await ws_request.accept()
+            sid = request.query.get("sid")
+            if sid is None:
+                session, open_packet = self._new_session(request, "websocket")
+                session.use_websocket(ws)
+                session.send((open_packet,))
+                await session.run(self._open_handler(session))
+            else:
+                session = self.sessions.get(sid)
+                if session is None or not session.upgradable:
+                    await ws.aclose(1008, "session not upgradable")
+                elif await self._upgrade(session, ws):
+                    await session.finished.wait()
+                else:
+                    await ws.aclose(1002, "upgrade failed")
+            nursery.cancel_scope.cancel()
+
+    async def _upgrade(self, session: Session, ws: trio_websocket.WebSocketConnection) -> bool:
+        try:
+            upgraded = await session.probe(ws)
+        except trio_websocket.ConnectionClosed:
+            return False
+        if upgraded and not session.finished.is_set():
+            session.attach_websocket(ws)
+            return True
+        return False

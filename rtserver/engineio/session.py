@@ -1,0 +1,294 @@
+"""One Engine.IO session: its transport, outbox, heartbeat and dispatcher.
+
+A session runs in its own nursery (:meth:`Session.run`) holding a heartbeat
+task, a dispatcher task that hands inbound messages to the Socket.IO layer in
+order, and, on WebSocket, a reader and a writer.  Over long-polling the HTTP
+requests play reader (POST) and writer (GET).
+
+Everything bound for the client goes through one bounded memory channel, the
+outbox.  Its items are tuples of frames that must travel together (a binary
+event and its attachments).  ``send`` never blocks: a full outbox means the
+client is not keeping up, and the slow-consumer policy applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+import trio_websocket
+
+from ..config import EngineIOConfig
+from ..http.messages import Request
+from . import packets
+from .packets import EngineProtocolError, Frame, PacketType
+
+if TYPE_CHECKING:
+    from .server import EngineServer
+
+log = logging.getLogger("rtserver.engineio")
+
+#: Marks the end of the stream in the outbox: flush what is before it, then close.
+_CLOSE_MARK: tuple[Frame, ...] = (packets.CLOSE,)
+_INBOX_SIZE = 64
+
+
+class SessionHandler(Protocol):
+    """What the layer above (Socket.IO) provides for each session."""
+
+    def opened(self) -> None:
+        """Called once the session's nursery runs (tasks may be started)."""
+
+    async def message(self, data: str | bytes) -> None: ...
+
+    def closed(self, reason: str) -> None: ...
+
+
+class Session:
+    def __init__(self, server: EngineServer, sid: str, request: Request, transport: str) -> None:
+        self.server = server
+        self.sid = sid
+        self.request = request
+        self.transport = transport
+        self.opened_at = time.monotonic()
+        self.close_reason: str | None = None
+        self.handler: SessionHandler | None = None
+        config = server.config
+        self._config: EngineIOConfig = config
+        self._out_send, self._out_recv = trio.open_memory_channel[tuple[Frame, ...]](config.outbox_size)
+        self._in_send, self._in_recv = trio.open_memory_channel[str | bytes](_INBOX_SIZE)
+        self._done = trio.Event()
+        self.finished = trio.Event()
+        self._pong = trio.Event()
+        self._closing = False
+        self._polling = False
+        self._upgrading = False
+        self._ws: trio_websocket.WebSocketConnection | None = None
+        self._ws_close_code = 1000
+        self._nursery: trio.Nursery | None = None
+
+    # ----------------------------------------------------------- outbound
+    def send(self, frames: tuple[Frame, ...], volatile: bool = False) -> bool:
+        """Queue frames for the client without blocking; False if not queued.
+
+        A volatile message is dropped when the outbox is full; any other
+        overflow closes the session (the slow-consumer policy).
+        """
+        if self._closing:
+            return False
+        try:
+            self._out_send.send_nowait(frames)
+            return True
+        except trio.WouldBlock:
+            if not volatile:
+                log.warning("slow consumer: outbox full, closing", extra={"fields": {"sid": self.sid}})
+                self.server.metrics_overflow += 1
+                self.abort("slow consumer", ws_code=1008)
+            return False
+        except trio.ClosedResourceError:
+            return False
+
+    def start_soon(self, fn: Any, *args: Any) -> None:
+        """Run a task in this session's nursery; it ends when the session does."""
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
+
+    def close(self, reason: str = "server close") -> None:
+        """Close after flushing what is queued (the client sees a transport close)."""
+        if self._closing:
+            return
+        self.close_reason = self.close_reason or reason
+        self._closing = True
+        try:
+            self._out_send.send_nowait(_CLOSE_MARK)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            self.abort(reason)
+            return
+        self._out_send.close()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._linger)
+
+    def abort(self, reason: str, ws_code: int = 1000) -> None:
+        """End the session now, dropping whatever is still queued."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._closing = True
+        self._ws_close_code = ws_code
+        self._out_send.close()
+        self._done.set()
+
+    async def _linger(self) -> None:
+        # A graceful close waits for the flush, but never longer than this.
+        await trio.sleep(self._config.write_timeout)
+        self._done.set()
+
+    # ------------------------------------------------------------ inbound
+    async def receive_frame(self, frame: str | bytes) -> None:
+        """Handle one frame from the client (either transport)."""
+        if isinstance(frame, bytes):
+            await self._in_send.send(frame)
+            return
+        packet = packets.decode_text(frame)
+        if packet.type is PacketType.MESSAGE:
+            await self._in_send.send(packet.data)
+        elif packet.type is PacketType.PONG:
+            self._pong.set()
+        elif packet.type is PacketType.CLOSE:
+            self.abort("transport close")
+        elif packet.type in (PacketType.OPEN, PacketType.PING):
+            raise EngineProtocolError(f"unexpected {packet.type.name} packet from client")
+        # UPGRADE and NOOP outside the upgrade handshake carry nothing.
+
+    async def receive_payload(self, body: bytes) -> None:
+        """A long-polling POST body: one or more packets."""
+        for packet in packets.decode_payload(body):
+            await self.receive_frame(packets.encode_frame(packet))
+
+    # ------------------------------------------------------- long-polling
+    async def poll(self) -> list[Frame] | None:
+        """Wait for frames for a polling GET; None when a poll is already open."""
+        if self._polling:
+            return None
+        self._polling = True
+        frames: list[Frame] = []
+        try:
+            try:
+                frames.extend(await self._out_recv.receive())
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                self._done.set()
+                return [packets.CLOSE]
+            size = sum(len(f) for f in frames)
+            while size < self._config.max_payload:
+                try:
+                    item = self._out_recv.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                frames.extend(item)
+                size += sum(len(f) for f in item)
+            if frames[-1] == packets.CLOSE and self._closing:
+                self._done.set()
+            return frames
+        finally:
+            self._polling = False
+
+    # ---------------------------------------------------------- websocket
+    @property
+    def upgradable(self) -> bool:
+        return self.transport == "polling" and not self._upgrading and not self._closing
+
+    async def probe(self, ws: trio_websocket.WebSocketConnection) -> bool:
+        """Run the upgrade handshake on ``ws``; True once the client sent UPGRADE."""
+        self._upgrading = True
+        try:
+            with trio.move_on_after(self._config.ping_timeout):
+                if await ws.get_message() != "2probe":
+                    return False
+                await ws.send_message(packets.PONG_PROBE)
+                if self._polling:
+                    # Answer the pending GET so the client can pause polling.
+                    self.send((packets.NOOP,))
+                return await ws.get_message() == "5"
+            return False
+        finally:
+            self._upgrading = False
+
+    def attach_websocket(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Switch to ``ws``; queued frames continue there in order."""
+        self.transport = "websocket"
+        self._ws = ws
+        if self._nursery is not None:
+            self._nursery.start_soon(self._ws_reader, ws)
+            self._nursery.start_soon(self._ws_writer, ws)
+
+    async def _ws_reader(self, ws: trio_websocket.WebSocketConnection) -> None:
+        try:
+            while True:
+                frame = await ws.get_message()
+                await self.receive_frame(frame)
+        except trio_websocket.ConnectionClosed as exc:
+            code = exc.reason.code if exc.reason else None
+            self.abort("message too big" if code == 1009 else "transport close", ws_code=code or 1000)
+        except EngineProtocolError as exc:
+            log.info("protocol error: %s", exc, extra={"fields": {"sid": self.sid}})
+            self.abort("parse error", ws_code=1002)
+
+    async def _ws_writer(self, ws: trio_websocket.WebSocketConnection) -> None:
+        try:
+            async for item in self._out_recv:
+                if item is _CLOSE_MARK:
+                    break
+                for frame in item:
+                    with trio.move_on_after(self._config.write_timeout) as scope:
+                        await ws.send_message(frame)
+                    if scope.cancelled_caught:
+                        self.abort("write timeout", ws_code=1008)
+                        return
+        except trio_websocket.ConnectionClosed:
+            self.abort("transport close")
+            return
+        self._done.set()
+
+    # ----------------------------------------------------------- lifetime
+    async def _heartbeat(self) -> None:
+        while True:
+            await trio.sleep(self._config.ping_interval)
+            self._pong = trio.Event()
+            if not self.send((packets.PING,)):
+                return
+            with trio.move_on_after(self._config.ping_timeout):
+                await self._pong.wait()
+                continue
+            self.abort("ping timeout")
+            return
+
+    async def _dispatch(self) -> None:
+        assert self.handler is not None
+        async for data in self._in_recv:
+            await self.handler.message(data)
+
+    async def run(self, handler: SessionHandler, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the session until it closes; cleans up however it ends."""
+        self.handler = handler
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._heartbeat)
+                nursery.start_soon(self._dispatch)
+                if self._ws is not None:
+                    self.attach_websocket(self._ws)
+                handler.opened()
+                task_status.started()
+                await self._done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            if self.close_reason is None:
+                self.close_reason = "server shutting down"
+                self._ws_close_code = 1001
+            self._closing = True
+            self._out_send.close()
+            with trio.CancelScope(shield=True):
+                if self._ws is not None:
+                    with trio.move_on_after(1):
+                        await self._ws.aclose(self._ws_close_code, self.close_reason)
+                self.server.forget(self)
+                handler.closed(self.close_reason)
+                self.finished.set()
+                log.info(
+                    "connection closed",
+                    extra={
+                        "fields": {
+                            "sid": self.sid,
+                            "transport": self.transport,
+                            "remote": self.request.remote,
+                            "reason": self.close_reason,
+                            "duration": round(time.monotonic() - self.opened_at, 3),
+                        }
+                    },
+                )
+
+    def use_websocket(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """For a session opened directly over WebSocket: set before :meth:`run`."""
+        self._ws = ws
+

@@ -1,0 +1,175 @@
+"""The HTTP/1.1 connection loop (h11): keep-alive, limits, timeouts, upgrades.
+
+Each accepted TCP connection runs :meth:`HttpServer.handle_connection` in its
+own task.  Requests are answered one at a time by the router; a WebSocket
+upgrade hands the stream, with the request head replayed in front, to the
+route's WebSocket handler and the HTTP loop ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import h11
+import trio
+
+from ..config import HttpConfig
+from .messages import Request, Response, error_response
+from .replay import ReplayStream
+
+log = logging.getLogger("rtserver.http")
+
+_READ_SIZE = 65536
+
+
+class Router(Protocol):
+    async def handle(self, request: Request) -> Response: ...
+
+    def websocket_handler(
+        self, request: Request
+    ) -> Response | Callable[[trio.abc.Stream], Awaitable[None]]:
+        """Refuse an upgrade with a response, or return the handler to run."""
+        ...
+
+    def body_limit(self, request: Request) -> int: ...
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    try:
+        host, port, *_ = sock.getpeername()  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError, TypeError):
+        return "unknown"
+    return f"{host}:{port}"
+
+
+def _raw_head(event: h11.Request) -> bytes:
+    lines = [b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)]
+    lines += [name + b": " + value for name, value in event.headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class HttpServer:
+    def __init__(self, config: HttpConfig, router: Router) -> None:
+        self._config = config
+        self._router = router
+
+    async def _next_event(self, conn: h11.Connection, stream: trio.abc.Stream) -> object:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await stream.receive_some(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise _ClientGone from None
+            conn.receive_data(data)
+
+    async def _send(self, conn: h11.Connection, stream: trio.abc.Stream, response: Response) -> None:
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            *response.headers,
+        ]
+        if conn.their_state is not h11.DONE:
+            # The request body was not read to its end: the connection can't be reused.
+            headers.append(("Connection", "close"))
+        data = conn.send(h11.Response(status_code=response.status, headers=headers))
+        data += conn.send(h11.Data(data=response.body)) if response.body else b""
+        data += conn.send(h11.EndOfMessage())
+        with trio.move_on_after(self._config.read_timeout):
+            await stream.send_all(data)
+            return
+        raise _ClientGone
+
+    async def _read_body(self, conn: h11.Connection, stream: trio.abc.Stream, limit: int) -> bytes | None:
+        """The whole body, or None when it is larger than ``limit``."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next_event(conn, stream)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limit:
+                    return None
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            else:
+                raise _ClientGone
+
+    async def handle_connection(self, stream: trio.abc.Stream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_bytes)
+        remote = _peer(stream)
+        try:
+            while True:
+                with trio.move_on_after(self._config.keepalive_timeout) as idle_scope:
+                    event = await self._next_event(conn, stream)
+                if idle_scope.cancelled_caught or isinstance(event, h11.ConnectionClosed):
+                    return
+                if not isinstance(event, h11.Request):
+                    raise _ClientGone
+                with trio.move_on_after(self._config.read_timeout) as read_scope:
+                    request, response = await self._read_request(conn, stream, event, remote)
+                if read_scope.cancelled_caught:
+                    await self._refuse(conn, stream, 408, "request_timeout", "request not received in time")
+                    return
+                if request is not None and request.is_websocket_upgrade():
+                    await self._upgrade(conn, stream, event, request)
+                    return
+                if response is None:
+                    response = await self._router.handle(request)
+                await self._send(conn, stream, response)
+                if conn.our_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            code = "headers_too_large" if status == 431 else "bad_request"
+            await self._refuse(conn, stream, status, code, f"malformed HTTP request: {exc}")
+        except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.aclose()
+
+    async def _refuse(self, conn: h11.Connection, stream: trio.abc.Stream, status: int, code: str, message: str) -> None:
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        try:
+            await self._send(conn, stream, error_response(status, code, message, [("Connection", "close")]))
+        except (h11.LocalProtocolError, _ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _read_request(
+        self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request, remote: str
+    ) -> tuple[Request, None] | tuple[None, Response]:
+        """Read the body; an upgrade request is returned as it is (no body)."""
+        request = Request.from_head(event.method, event.target, event.headers, remote)
+        if request.is_websocket_upgrade():
+            return request, None
+        limit = self._router.body_limit(request)
+        body = await self._read_body(conn, stream, limit)
+        if body is None:
+            return None, error_response(413, "payload_too_large", f"request body is larger than {limit} bytes")
+        return Request(request.method, request.target, request.path, request.query, request.headers, remote, body), None
+
+    async def _upgrade(
+        self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request, request: Request
+    ) -> None:
+        handler = self._router.websocket_handler(request)
+        end = conn.next_event()
+        if isinstance(handler, Response) or not isinstance(end, h11.EndOfMessage):
+            refusal = handler if isinstance(handler, Response) else None
+            if refusal is None:
+                refusal = error_response(400, "bad_request", "unexpected body in upgrade request")
+            await self._send(conn, stream, refusal)
+            return
+        trailing, _ = conn.trailing_data
+        await handler(ReplayStream(_raw_head(event) + bytes(trailing), stream))

@@ -1,0 +1,111 @@
+"""In-process pub/sub: room membership and fan-out to session outboxes.
+
+The hub owns room membership.  ``publish`` receives frames already encoded
+once for every recipient and does a non-blocking ``send`` into each member's
+outbox; a full outbox triggers the session's slow-consumer policy, never a
+wait.  Another hub (Redis-backed, for several nodes) implements the same
+methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from .engineio.packets import Frame
+
+
+class Member(Protocol):
+    """A Socket.IO socket as the hub sees it."""
+
+    sid: str
+    namespace_name: str
+    rooms: set[str]
+
+    def deliver(self, frames: tuple[Frame, ...], volatile: bool) -> bool: ...
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._rooms: dict[str, dict[str, set[Member]]] = {}
+        self._members: dict[str, dict[str, Member]] = {}
+
+    # -------------------------------------------------------- membership
+    def add(self, member: Member) -> None:
+        """Register a connected socket; it joins the room named by its sid."""
+        self._members.setdefault(member.namespace_name, {})[member.sid] = member
+        self.join(member, member.sid)
+
+    def remove(self, member: Member) -> None:
+        """Forget a socket and take it out of every room."""
+        for room in list(member.rooms):
+            self.leave(member, room)
+        members = self._members.get(member.namespace_name)
+        if members is not None:
+            members.pop(member.sid, None)
+            if not members:
+                del self._members[member.namespace_name]
+
+    def join(self, member: Member, room: str) -> None:
+        self._rooms.setdefault(member.namespace_name, {}).setdefault(room, set()).add(member)
+        member.rooms.add(room)
+
+    def leave(self, member: Member, room: str) -> None:
+        member.rooms.discard(room)
+        rooms = self._rooms.get(member.namespace_name)
+        if rooms is None:
+            return
+        members = rooms.get(room)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del rooms[room]
+        if not rooms:
+            del self._rooms[member.namespace_name]
+
+    # ------------------------------------------------------------ queries
+    def member(self, namespace: str, sid: str) -> Member | None:
+        return self._members.get(namespace, {}).get(sid)
+
+    def members(self, namespace: str, rooms: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> set[Member]:
+        """Sockets of ``namespace`` in any of ``rooms`` (all when None), less ``exclude`` rooms."""
+        if rooms is None:
+            chosen = set(self._members.get(namespace, {}).values())
+        else:
+            by_room = self._rooms.get(namespace, {})
+            chosen = set()
+            for room in rooms:
+                chosen |= by_room.get(room, set())
+        if exclude:
+            by_room = self._rooms.get(namespace, {})
+            for room in exclude:
+                chosen -= by_room.get(room, set())
+        return chosen
+
+    def rooms(self, namespace: str) -> dict[str, int]:
+        """Room name -> member count, sid rooms included."""
+        return {room: len(members) for room, members in self._rooms.get(namespace, {}).items()}
+
+    def namespaces(self) -> dict[str, int]:
+        return {name: len(members) for name, members in self._members.items()}
+
+    # ----------------------------------------------------------- fan-out
+    def publish(
+        self,
+        namespace: str,
+        frames: tuple[Frame, ...],
+        rooms: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+        volatile: bool = False,
+    ) -> int:
+        """Deliver pre-encoded frames; returns how many sockets took them."""
+        if rooms is not None and not exclude:
+            rooms = list(rooms)
+            if len(rooms) == 1:
+                # The common case: one room, no set arithmetic.
+                targets: Iterable[Member] = list(self._rooms.get(namespace, {}).get(rooms[0], ()))
+            else:
+                targets = self.members(namespace, rooms)
+        else:
+            targets = self.members(namespace, rooms, exclude)
+        return sum(1 for member in targets if member.deliver(frames, volatile))

@@ -1,0 +1,43 @@
+"""Which handler answers which path on the one listening socket."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .engineio.server import EngineServer
+from .http.messages import Request, Response, error_response, json_response
+
+_SMALL_BODY = 64 * 1024
+
+
+def _mount(path: str) -> str:
+    """``/realtime`` and ``/realtime/`` both serve requests for ``/realtime/``."""
+    return path.rstrip("/") + "/"
+
+
+class Router:
+    def __init__(self, engine: EngineServer, engine_paths: tuple[str, ...]) -> None:
+        self._engine = engine
+        self._engine_paths = frozenset(_mount(p) for p in engine_paths)
+
+    def _is_engine(self, request: Request) -> bool:
+        return _mount(request.path) in self._engine_paths
+
+    def body_limit(self, request: Request) -> int:
+        return self._engine.body_limit() if self._is_engine(request) else _SMALL_BODY
+
+    async def handle(self, request: Request) -> Response:
+        if self._is_engine(request):
+            return await self._engine.handle_http(request)
+        if request.path == "/healthz":
+            if request.method not in ("GET", "HEAD"):
+                return error_response(405, "method_not_allowed", "use GET", [("Allow", "GET, HEAD")])
+            return json_response(200, {"status": "ok"})
+        return error_response(404, "not_found", f"no route for {request.path}")
+
+    def websocket_handler(self, request: Request) -> Response | Callable[[trio.abc.Stream], Awaitable[None]]:
+        if self._is_engine(request):
+            return self._engine.websocket_handler(request)
+        return error_response(404, "not_found", f"no WebSocket endpoint at {request.path}")

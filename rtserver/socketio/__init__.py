@@ -1,0 +1,1 @@
+"""Socket.IO v5: packet codec, sockets, namespaces and the per-connection client."""

@@ -1,0 +1,186 @@
+"""The Socket.IO side of one Engine.IO session: its sockets by namespace."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..engineio.session import Session
+from .packets import Decoder, Packet, PacketType, SocketProtocolError
+from .socket import Socket, ack_args, to_frames
+
+if TYPE_CHECKING:
+    from .server import SocketIOServer
+
+log = logging.getLogger("rtserver.socketio")
+
+
+class ConnectionRefused(Exception):
+    """Raise from a connect handler or middleware to refuse the connection.
+
+    The client receives CONNECT_ERROR ``{"message": message, "data": data}``
+    (its ``connect_error`` event gets an Error whose ``data`` is ``data``).
+    """
+
+    def __init__(self, message: str = "Connection refused", data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"message": self.message}
+        if self.data is not None:
+            body["data"] = self.data
+        return body
+
+
+class Client:
+    """Implements the engine's SessionHandler for Socket.IO."""
+
+    def __init__(self, server: SocketIOServer, session: Session) -> None:
+        self.server = server
+        self.session = session
+        self.sockets: dict[str, Socket] = {}
+        self._decoder = Decoder(server.config.max_attachments)
+        self._handler_slots = trio.Semaphore(server.config.handler_concurrency)
+        self._ever_connected = False
+
+    # -------------------------------------------------- SessionHandler
+    def opened(self) -> None:
+        self.session.start_soon(self._connect_deadline)
+
+    async def message(self, data: str | bytes) -> None:
+        try:
+            packet = self._decoder.feed(data)
+        except SocketProtocolError as exc:
+            log.info("protocol error: %s", exc, extra={"fields": {"sid": self.session.sid}})
+            self.session.abort("parse error", ws_code=1002)
+            return
+        if packet is None:
+            return
+        socket = self.sockets.get(packet.namespace)
+        if packet.type is PacketType.CONNECT:
+            await self._connect(packet)
+        elif socket is None:
+            # Reference behaviour: packets for a namespace not joined are ignored.
+            log.debug("packet for unconnected namespace %s", packet.namespace)
+        elif packet.type is PacketType.EVENT:
+            await self._handler_slots.acquire()
+            self.session.start_soon(self._run_event, socket, packet)
+        elif packet.type is PacketType.ACK:
+            assert packet.id is not None
+            socket.resolve_ack(packet.id, packet.data)
+        elif packet.type is PacketType.DISCONNECT:
+            self.remove(socket, "client namespace disconnect")
+        else:
+            log.info("unexpected %s from client", packet.type.name, extra={"fields": {"sid": self.session.sid}})
+            self.session.abort("parse error", ws_code=1002)
+
+    def closed(self, reason: str) -> None:
+        for socket in list(self.sockets.values()):
+            self.remove(socket, reason)
+
+    # --------------------------------------------------------- sockets
+    def send_packet(self, packet: Packet) -> None:
+        self.session.send(to_frames(packet))
+
+    async def _connect_deadline(self) -> None:
+        await trio.sleep(self.server.config.connect_timeout)
+        if not self._ever_connected:
+            self.session.abort("connect timeout")
+
+    async def _connect(self, packet: Packet) -> None:
+        namespace = packet.namespace
+        if not self.server.namespace_allowed(namespace):
+            self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, {"message": "Invalid namespace"}))
+            return
+        if namespace in self.sockets:
+            log.debug("duplicate CONNECT for %s ignored", namespace)
+            return
+        socket = Socket(self, namespace, packet.data if packet.data is not None else {})
+        self.server.hub.add(socket)
+        try:
+            await self.server.app.run_connect(socket)
+        except ConnectionRefused as exc:
+            self.server.hub.remove(socket)
+            self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, exc.payload()))
+            return
+        except Exception:
+            self.server.hub.remove(socket)
+            log.exception("connect handler failed", extra={"fields": {"sid": self.session.sid}})
+            self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, {"message": "Internal server error"}))
+            return
+        if self.session.close_reason is not None:
+            self.server.hub.remove(socket)
+            return
+        socket.connected = True
+        self._ever_connected = True
+        self.sockets[namespace] = socket
+        self.send_packet(Packet(PacketType.CONNECT, namespace, {"sid": socket.sid}))
+
+    async def _run_event(self, socket: Socket, packet: Packet) -> None:
+        try:
+            event, *args = packet.data
+            handler = self.server.app.handler_for(socket.namespace_name, event)
+            if handler is None:
+                return
+            func, catch_all = handler
+            call_args = (event, *args) if catch_all else tuple(args)
+            if not _accepts(func, len(call_args) + 1):
+                log.info(
+                    "event %r: handler does not take %d argument(s)",
+                    event,
+                    len(call_args),
+                    extra={"fields": {"sid": self.session.sid}},
+                )
+                if packet.id is not None:
+                    self.send_packet(
+                        Packet(
+                            PacketType.ACK,
+                            socket.namespace_name,
+                            [{"error": {"code": "bad_arguments", "message": f"wrong number of arguments for {event!r}"}}],
+                            packet.id,
+                        )
+                    )
+                return
+            result = func(socket, *call_args)
+            if inspect.isawaitable(result):
+                result = await result
+            if packet.id is not None and socket.connected:
+                self.send_packet(Packet(PacketType.ACK, socket.namespace_name, ack_args(result), packet.id))
+        except Exception:
+            log.exception("event handler failed", extra={"fields": {"sid": self.session.sid}})
+        finally:
+            self._handler_slots.release()
+
+    def remove(self, socket: Socket, reason: str) -> None:
+        if self.sockets.get(socket.namespace_name) is socket:
+            del self.sockets[socket.namespace_name]
+        socket.connected = False
+        socket.fail_acks()
+        self.server.hub.remove(socket)
+        self.server.app.run_disconnect(socket, reason)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature(func: Any) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+
+
+def _accepts(func: Any, count: int) -> bool:
+    """Whether ``func`` can be called with ``count`` positional arguments."""
+    signature = _signature(func)
+    if signature is None:
+        return True
+    try:
+        signature.bind(*([None] * count))
+    except TypeError:
+        return False
+    return True

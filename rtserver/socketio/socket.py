@@ -1,0 +1,126 @@
+"""A Socket.IO socket: one client connected to one namespace."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..engineio.packets import Frame
+from ..http.messages import Request
+from .packets import Packet, PacketType, encode
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+def to_frames(packet: Packet) -> tuple[Frame, ...]:
+    """Encode a Socket.IO packet as Engine.IO MESSAGE frames."""
+    text, *attachments = encode(packet)
+    return ("4" + text, *attachments)
+
+
+def event_frames(namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None) -> tuple[Frame, ...]:
+    return to_frames(Packet(PacketType.EVENT, namespace, [event, *args], ack_id))
+
+
+def ack_args(result: Any) -> list[Any]:
+    """A handler's return value as ack arguments: a tuple spreads, None is none."""
+    if result is None:
+        return []
+    if isinstance(result, tuple):
+        return list(result)
+    return [result]
+
+
+class Socket:
+    """What handlers receive: identity, rooms, and ways to talk back.
+
+    ``data`` is free for the application (the user, the tenant, ...).
+    """
+
+    def __init__(self, client: Client, namespace: str, auth: Any) -> None:
+        self.sid = secrets.token_urlsafe(15)
+        self.namespace_name = namespace
+        self.client = client
+        self.auth = auth
+        self.rooms: set[str] = set()
+        self.data: dict[str, Any] = {}
+        self.connected = False
+        self._ack_ids = itertools.count()
+        self._acks: dict[int, trio.MemorySendChannel[list[Any]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.sid} {self.namespace_name}>"
+
+    @property
+    def handshake(self) -> Request:
+        """The HTTP request that opened the connection (headers, query, remote)."""
+        return self.client.session.request
+
+    @property
+    def transport(self) -> str:
+        return self.client.session.transport
+
+    # ------------------------------------------------------------- hub side
+    def deliver(self, frames: tuple[Frame, ...], volatile: bool) -> bool:
+        return self.client.session.send(frames, volatile)
+
+    # ------------------------------------------------------------ app side
+    def emit(self, event: str, *args: Any, volatile: bool = False) -> bool:
+        """Send an event to this socket; never blocks."""
+        return self.deliver(event_frames(self.namespace_name, event, args), volatile)
+
+    async def call(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Emit and wait for the client's ack; raises ``trio.TooSlowError`` on timeout.
+
+        Returns the single ack argument, or a tuple when there are several.
+        """
+        ack_id = next(self._ack_ids)
+        send, receive = trio.open_memory_channel[list[Any]](1)
+        self._acks[ack_id] = send
+        try:
+            if not self.deliver(event_frames(self.namespace_name, event, args, ack_id), False):
+                raise ConnectionError("socket is not connected")
+            with trio.fail_after(timeout if timeout is not None else self.client.server.config.ack_timeout):
+                try:
+                    values = await receive.receive()
+                except trio.EndOfChannel:
+                    raise ConnectionError("socket disconnected before acknowledging") from None
+        finally:
+            self._acks.pop(ack_id, None)
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def join(self, *rooms: str) -> None:
+        for room in rooms:
+            self.client.server.hub.join(self, room)
+
+    def leave(self, *rooms: str) -> None:
+        for room in rooms:
+            if room != self.sid:
+                self.client.server.hub.leave(self, room)
+
+    def disconnect(self) -> None:
+        """Disconnect from this namespace; the stock client does not reconnect."""
+        if self.connected:
+            self.deliver(to_frames(Packet(PacketType.DISCONNECT, self.namespace_name)), False)
+            self.client.remove(self, "server namespace disconnect")
+
+    def close_connection(self, reason: str = "forced close") -> None:
+        """Close the underlying connection; the stock client reconnects by itself."""
+        self.client.session.close(reason)
+
+    # --------------------------------------------------------- client side
+    def resolve_ack(self, ack_id: int, values: list[Any]) -> bool:
+        channel = self._acks.pop(ack_id, None)
+        if channel is None:
+            return False
+        channel.send_nowait(values)
+        return True
+
+    def fail_acks(self) -> None:
+        for channel in self._acks.values():
+            channel.close()
+        self._acks.clear()
