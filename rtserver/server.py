@@ -22,14 +22,38 @@ log = logging.getLogger("rtserver")
 class RunningServer:
     """What :func:`serve` hands its caller once listening."""
 
-    def __init__(self, port: int, engine: EngineServer, sio: SocketIOServer, scope: trio.CancelScope) -> None:
+    def __init__(
+        self,
+        port: int,
+        engine: EngineServer,
+        sio: SocketIOServer,
+        scope: trio.CancelScope,
+        accept_scope: trio.CancelScope,
+    ) -> None:
         self.port = port
         self.engine = engine
         self.sio = sio
         self._scope = scope
+        self._accept_scope = accept_scope
 
     def shutdown(self) -> None:
+        """Stop at once: every connection is cancelled."""
         self._scope.cancel()
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, close every session, wait up to ``grace`` s, then stop.
+
+        Sessions are closed as a transport close, so stock clients reconnect
+        by themselves (to this server once restarted, or to another node).
+        """
+        self._accept_scope.cancel()
+        sessions = list(self.engine.sessions.values())
+        for session in sessions:
+            session.close("server shutting down")
+        with trio.move_on_after(grace):
+            for session in sessions:
+                await session.finished.wait()
+        self.shutdown()
 
 
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -44,22 +68,40 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             engine = EngineServer(config.engineio, sio.open_client, nursery)
             http = HttpServer(config.http, Router(engine, config.engineio.paths))
             app.bind(sio)
-            await nursery.start(trio.serve_listeners, http.handle_connection, listeners)
+            accept_scope = trio.CancelScope()
+
+            async def accept(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                with accept_scope:
+                    await trio.serve_listeners(
+                        http.handle_connection, listeners, handler_nursery=nursery, task_status=task_status
+                    )
+
+            await nursery.start(accept)
             log.info(
                 "listening",
                 extra={"fields": {"url": f"http://{config.server.host}:{port}", "paths": ",".join(config.engineio.paths)}},
             )
-            task_status.started(RunningServer(port, engine, sio, nursery.cancel_scope))
+            task_status.started(RunningServer(port, engine, sio, nursery.cancel_scope, accept_scope))
     finally:
         app.bind(None)
 
 
 async def serve_until_signal(config: Config, app: App | None = None) -> None:
-    """Run :func:`serve` until SIGINT or SIGTERM."""
+    """Run :func:`serve` until SIGINT or SIGTERM; a second signal stops at once."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            running: RunningServer = await nursery.start(serve, config, app)
+
+            async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                await serve(config, app, task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            running: RunningServer = await nursery.start(run)
+            draining = False
             async for signum in signals:
+                if draining:
+                    log.info("second signal: stopping now")
+                    running.shutdown()
+                    break
+                draining = True
                 log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
-                running.shutdown()
-                break
+                nursery.start_soon(running.drain, config.server.shutdown_grace)

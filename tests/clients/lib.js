@@ -1,0 +1,50 @@
+// Shared helpers for the client scripts: JSON-line output and binary mapping.
+//
+// Binary values travel through argv/stdout JSON as {"$bin": "<base64>"}.
+
+function print(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function isBinary(v) {
+  return Buffer.isBuffer(v) || v instanceof ArrayBuffer || ArrayBuffer.isView(v);
+}
+
+// JS value received from the server -> JSON-safe value.
+function toJson(v) {
+  if (isBinary(v)) {
+    const buf = v instanceof ArrayBuffer ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    return { $bin: buf.toString("base64") };
+  }
+  if (typeof v === "function") return { $fn: true };
+  if (Array.isArray(v)) return v.map(toJson);
+  if (v && typeof v === "object") {
+    const out = {};
+    for (const [k, x] of Object.entries(v)) out[k] = toJson(x);
+    return out;
+  }
+  return v === undefined ? null : v;
+}
+
+// JSON value from the test -> JS value to send (Buffers where "$bin").
+function fromJson(v) {
+  if (Array.isArray(v)) return v.map(fromJson);
+  if (v && typeof v === "object") {
+    if (typeof v.$bin === "string" && Object.keys(v).length === 1) return Buffer.from(v.$bin, "base64");
+    const out = {};
+    for (const [k, x] of Object.entries(v)) out[k] = fromJson(x);
+    return out;
+  }
+  return v;
+}
+
+// Exit with a "timeout" line if the script runs longer than ms.
+function deadline(ms, what) {
+  const t = setTimeout(() => {
+    print({ type: "timeout", what: what() });
+    process.exit(2);
+  }, ms);
+  t.unref();
+}
+
+module.exports = { print, toJson, fromJson, deadline };

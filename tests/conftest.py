@@ -1,0 +1,78 @@
+"""Shared fixtures: a real server on an ephemeral port, real client runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from rtserver import App, RunningServer, serve
+from rtserver import config as config_mod
+
+CLIENTS = Path(__file__).parent / "clients"
+NODE = shutil.which("node")
+
+
+def make_config(**sections: dict[str, Any]) -> config_mod.Config:
+    """A config on 127.0.0.1 port 0 with the given sections merged in."""
+    data: dict[str, Any] = {"server": {"host": "127.0.0.1", "port": 0}}
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return config_mod.structure(data)
+
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server(nursery: trio.Nursery) -> StartServer:
+    """``await start_server(app, engineio={...})`` -> RunningServer (``.port``)."""
+
+    async def start(app: App | None = None, **sections: dict[str, Any]) -> RunningServer:
+        return await nursery.start(serve, make_config(**sections), app)
+
+    return start
+
+
+class NodeResult:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        self.events: list[dict[str, Any]] = []
+        for line in stdout.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                self.events.append(json.loads(line))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
+
+    def __repr__(self) -> str:
+        return f"NodeResult(rc={self.returncode}, events={self.events}, stderr={self.stderr[-2000:]!r})"
+
+
+async def run_node(script: str, *args: str, timeout: float = 30, env: dict[str, str] | None = None) -> NodeResult:
+    """Run ``tests/clients/<script>`` with node; each stdout JSON line is an event."""
+    if NODE is None:
+        pytest.fail("node is not installed (make test installs it)")
+    with trio.fail_after(timeout):
+        proc = await trio.run_process(
+            [NODE, str(CLIENTS / script), *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            cwd=CLIENTS,
+            env={**os.environ, **(env or {})},
+        )
+    return NodeResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+@pytest.fixture
+def node() -> Callable[..., Awaitable[NodeResult]]:
+    return run_node
