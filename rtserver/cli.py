@@ -1,20 +1,32 @@
-"""Command line: ``rtserver serve`` and ``rtserver check-config``."""
+"""Command line: serve, check-config, token, revoke, users."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
+import orjson
 import trio
 
 from . import config as config_mod
 from . import logs
 from .app import App
+from .auth import tokens
+from .auth.keys import KeyRing, KeySetupError
 from .server import serve_until_signal
+from .store import Store, StoreError
 
 EXIT_CONFIG = 2
+CONFIG_ENV = "RTSERVER_CONFIG"
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def load_app(spec: str) -> App:
@@ -30,36 +42,73 @@ def load_app(spec: str) -> App:
     return app
 
 
+def duration(text: str) -> int:
+    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 1h or 7d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtserver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="run the server")
-    run.add_argument("--config", type=Path, help="config file (default: built-in defaults)")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, default=os.environ.get(CONFIG_ENV), help=f"config file (or ${CONFIG_ENV}; default: built-in defaults)")
+        return p
+
+    run = with_config(sub.add_parser("serve", help="run the server"))
     run.add_argument("--app", help="package.module:attribute of an rtserver.App (overrides app.module)")
     run.add_argument("--host", help="override server.host")
     run.add_argument("--port", type=int, help="override server.port")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config", type=Path)
+
+    token = with_config(sub.add_parser("token", help="mint a development token with the configured key"))
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--tenant", help="tenant id")
+    token.add_argument("--role", action="append", default=[], help="a role (repeatable)")
+    token.add_argument("--device", action="append", default=[], help="an owned device id (repeatable)")
+    token.add_argument("--token-version", type=int, help="token version claim")
+    token.add_argument("--claim", action="append", default=[], metavar="NAME=JSON", help="an extra claim (repeatable)")
+    token.add_argument("--ttl", type=duration, default=3600, help="lifetime, e.g. 15m, 1h, 7d (default 1h)")
+    token.add_argument("--private-key", type=Path, help="PEM private key for RS/ES/EdDSA algorithms")
+    token.add_argument("--alg", help="algorithm (default: the first of auth.algorithms)")
+
+    revoke = with_config(sub.add_parser("revoke", help="revoke a user's tokens and end their live sockets"))
+    revoke.add_argument("--user", required=True)
+    revoke.add_argument("--url", help="server base URL (default: from server.host and server.port)")
+
+    users = with_config(sub.add_parser("users", help="manage the known-users table"))
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add")
+    add.add_argument("user")
+    add.add_argument("--tenant")
+    remove = users_sub.add_parser("remove")
+    remove.add_argument("user")
+    users_sub.add_parser("list")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        config = config_mod.load(args.config)
-        if args.command == "serve" and (args.host or args.port is not None):
-            overrides = {"host": args.host or config.server.host}
-            overrides["port"] = args.port if args.port is not None else config.server.port
-            config = config_mod.structure(
-                config_mod.unstructure(config) | {"server": config_mod.unstructure(config)["server"] | overrides}
-            )
-    except config_mod.ConfigError as exc:
-        for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
-    if args.command == "check-config":
-        print(f"{args.config}: ok")
-        return 0
+def _load_config(args: argparse.Namespace) -> config_mod.Config:
+    config = config_mod.load(args.config)
+    if args.command == "serve" and (args.host or args.port is not None):
+        server = config_mod.unstructure(config)["server"]
+        server["host"] = args.host or config.server.host
+        server["port"] = args.port if args.port is not None else config.server.port
+        config = config_mod.structure(config_mod.unstructure(config) | {"server": server})
+    return config
+
+
+def _preflight(config: config_mod.Config) -> None:
+    """Open the store and read the keys once, so a bad setup fails before serving."""
+    Store.open_sync(config.server.data_dir)
+    if config.auth.enabled:
+        KeyRing(config.auth, config.server.data_dir).reload()
+
+
+def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
     logs.setup(config.server.log_level, config.server.log_format)
     app = None
     spec = args.app or config.app.module
@@ -69,5 +118,112 @@ def main(argv: list[str] | None = None) -> int:
         except (ImportError, AttributeError, TypeError) as exc:
             print(f"cannot load app {spec!r}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    _preflight(config)
     trio.run(serve_until_signal, config, app)
     return 0
+
+
+def _claims(args: argparse.Namespace, config: config_mod.Config) -> dict[str, Any]:
+    names = config.auth.claims
+    claims: dict[str, Any] = {names.user: args.sub}
+    if args.tenant:
+        claims[names.tenant] = args.tenant
+    if args.role:
+        claims[names.roles] = args.role
+    if args.device:
+        claims[names.devices] = args.device
+    if args.token_version is not None:
+        claims[names.token_version] = args.token_version
+    if config.auth.issuer:
+        claims["iss"] = config.auth.issuer
+    if config.auth.audience:
+        claims["aud"] = config.auth.audience
+    for item in args.claim:
+        name, _, raw = item.partition("=")
+        try:
+            claims[name] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            claims[name] = raw
+    return claims
+
+
+def _token(args: argparse.Namespace, config: config_mod.Config) -> int:
+    keys = KeyRing(config.auth, config.server.data_dir)
+    keys.reload()
+    algorithm = args.alg or config.auth.algorithms[0]
+    private_key = args.private_key.read_bytes() if args.private_key else None
+    try:
+        print(tokens.mint(keys, _claims(args, config), args.ttl, private_key, algorithm))
+    except ValueError as exc:
+        print(f"cannot mint: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def _admin_credential(config: config_mod.Config) -> str:
+    """An API key if one is configured, else a one-minute admin token."""
+    if os.environ.get("RTSERVER_API_KEY"):
+        return os.environ["RTSERVER_API_KEY"]
+    if config.auth.api_keys:
+        return config.auth.api_keys[0]
+    keys = KeyRing(config.auth, config.server.data_dir)
+    keys.reload()
+    names = config.auth.claims
+    claims = {names.user: "rtserver-cli", names.roles: [config.auth.admin_roles[0]]}
+    return tokens.mint(keys, claims, 60)
+
+
+def _revoke(args: argparse.Namespace, config: config_mod.Config) -> int:
+    host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    url = (args.url or f"http://{host}:{config.server.port}").rstrip("/") + "/api/v1/admin/revoke"
+    request = urllib.request.Request(
+        url,
+        data=orjson.dumps({"user": args.user}),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {_admin_credential(config)}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            print(response.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(f"server refused: {exc.code} {exc.read().decode()}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError):
+        # Not running: raise the version in the store; it applies at the next start.
+        version = Store.open_sync(config.server.data_dir).bump_token_version_sync(args.user)
+        print(orjson.dumps({"user": args.user, "tokenVersion": version, "disconnected": 0, "server": "not running"}).decode())
+        return 0
+
+
+def _users(args: argparse.Namespace, config: config_mod.Config) -> int:
+    store = Store.open_sync(config.server.data_dir)
+    if args.users_command == "add":
+        store.add_user_sync(args.user, args.tenant)
+    elif args.users_command == "remove":
+        if not store.remove_user_sync(args.user):
+            print(f"no such user: {args.user}", file=sys.stderr)
+            return 1
+    else:
+        for entry in store.list_users_sync():
+            print(f"{entry['user']}\t{entry['tenant'] or ''}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _load_config(args)
+    except config_mod.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(f"{args.config}: ok")
+        return 0
+    commands = {"serve": _serve, "token": _token, "revoke": _revoke, "users": _users}
+    try:
+        return commands[args.command](args, config)
+    except (KeySetupError, StoreError) as exc:
+        print(f"start-up error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG

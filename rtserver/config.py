@@ -7,7 +7,6 @@ the CLI prints them and exits with status 2.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 import attrs
 import cattrs
 from attrs import validators as v
+
+from .validation import describe, strict_converter
 
 _positive = v.gt(0)
 
@@ -36,6 +37,8 @@ class ServerConfig:
     log_format: str = attrs.field(default="text", validator=v.in_(["text", "json"]))
     #: Seconds a shutdown waits for connections to close before cancelling them.
     shutdown_grace: float = attrs.field(default=2.0, validator=v.ge(0))
+    #: Directory for the generated JWT secret and the SQLite store.
+    data_dir: str = "data"
 
 
 @attrs.frozen
@@ -76,6 +79,99 @@ class SocketIOConfig:
 
 
 @attrs.frozen
+class ClaimsConfig:
+    """Claim names (dotted paths reach into nested objects: ``realm.roles``)."""
+
+    user: str = "sub"
+    tenant: str = "tenantId"
+    roles: str = "roles"
+    devices: str = "devices"
+    token_version: str = "tokenVersion"
+    session: str = "sid"
+
+
+_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+def _algorithms(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    if not value:
+        raise ValueError("'algorithms' needs at least one entry", attribute)
+    for alg in value:
+        if alg not in _ALGORITHMS:
+            raise ValueError(f"'algorithms' entry {alg!r} is not one of {', '.join(_ALGORITHMS)}", attribute)
+
+
+@attrs.frozen
+class AuthConfig:
+    #: False: connections need no token and carry an anonymous identity.
+    enabled: bool = True
+    #: Where a token is looked for, in this order; leave one out to switch it off.
+    sources: tuple[str, ...] = attrs.field(
+        default=("auth", "header", "query", "cookie"),
+        validator=v.deep_iterable(v.in_(["auth", "header", "query", "cookie"])),
+    )
+    auth_field: str = "token"
+    query_param: str = "token"
+    cookie_name: str = "token"
+    algorithms: tuple[str, ...] = attrs.field(default=("HS256",), validator=_algorithms)
+    #: HMAC secret: literal, file, or environment variable name (first set wins:
+    #: RTSERVER_JWT_SECRET, secret_env, secret_file, secret).  None of them:
+    #: a random secret is generated into ``server.data_dir`` on first start.
+    secret: str = ""
+    secret_file: str = ""
+    secret_env: str = ""
+    #: PEM public key, or a local JWKS file (keys chosen by ``kid``).
+    public_key_file: str = ""
+    jwks_file: str = ""
+    issuer: str = ""
+    audience: str = ""
+    #: Seconds of clock skew tolerated for exp/nbf/iat.
+    leeway: float = attrs.field(default=30.0, validator=[v.ge(0), v.le(3600)])
+    require_exp: bool = True
+    claims: ClaimsConfig = ClaimsConfig()
+    admin_roles: tuple[str, ...] = ("admin",)
+    #: Check a token's version claim against the store (revocation).
+    revocation: bool = True
+    #: Refuse users not in the store's user table.
+    check_user_exists: bool = False
+    #: Query parameter / auth field naming the device a connection speaks for.
+    device_field: str = "deviceId"
+    #: Event sent to a socket before it is closed for an auth reason.
+    error_event: str = "error"
+    #: Keys for the HTTP API (server-to-server); RTSERVER_API_KEY adds one.
+    api_keys: tuple[str, ...] = ()
+    #: Event name -> roles allowed to emit it (others get code "forbidden").
+    event_roles: dict[str, tuple[str, ...]] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class LimitsConfig:
+    #: Events per second a connection may send (token bucket), and its burst.
+    events_per_second: float = attrs.field(default=50.0, validator=_positive)
+    event_burst: int = attrs.field(default=100, validator=v.ge(1))
+    #: Refused events within a minute after which the socket is disconnected.
+    abuse_threshold: int = attrs.field(default=200, validator=v.ge(1))
+    max_connections_per_user: int = attrs.field(default=50, validator=v.ge(1))
+    max_connections_per_address: int = attrs.field(default=1000, validator=v.ge(1))
+    max_rooms_per_socket: int = attrs.field(default=100, validator=v.ge(1))
+    #: New Engine.IO sessions per second per remote address, and the burst.
+    handshakes_per_second: float = attrs.field(default=50.0, validator=_positive)
+    handshake_burst: int = attrs.field(default=500, validator=v.ge(1))
+
+
+@attrs.frozen
+class ChannelsConfig:
+    """Built-in events with which clients join and leave channels (rooms)
+    under the room rules; an empty name switches that event off."""
+
+    subscribe_event: str = "subscribe"
+    unsubscribe_event: str = "unsubscribe"
+    #: Field of the auth payload (or query parameter) listing channels to
+    #: join at connect time.
+    connect_field: str = "channels"
+
+
+@attrs.frozen
 class AppConfig:
     #: ``package.module:attribute`` of an :class:`rtserver.App` to load.
     module: str = ""
@@ -87,6 +183,9 @@ class Config:
     http: HttpConfig = HttpConfig()
     engineio: EngineIOConfig = EngineIOConfig()
     socketio: SocketIOConfig = SocketIOConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    channels: ChannelsConfig = ChannelsConfig()
     app: AppConfig = AppConfig()
 
 
@@ -98,27 +197,7 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _strict(kind: type) -> Any:
-    """A structure hook that refuses what TOML would not have typed as ``kind``."""
-
-    def structure(value: Any, _: type) -> Any:
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
-def _converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    for kind in (int, float, str, bool):
-        conv.register_structure_hook(kind, _strict(kind))
-    return conv
-
-
-_CONVERTER = _converter()
+_CONVERTER = strict_converter()
 
 #: Environment variables that override a key: ``RTSERVER_PORT=8080``.
 ENV_OVERRIDES = {
@@ -126,36 +205,6 @@ ENV_OVERRIDES = {
     "RTSERVER_PORT": ("server", "port", int),
     "RTSERVER_LOG_LEVEL": ("server", "log_level", str),
 }
-
-
-def _format(exc: BaseException, kind: type | None) -> str:
-    # attrs validators raise ValueError(message, attribute, ...): keep the
-    # attribute's name so the reported path ends with it.
-    if len(exc.args) > 1 and isinstance(exc.args[1], attrs.Attribute):
-        return f"{exc.args[1].name}\0{exc.args[0]}"
-    if isinstance(exc, (ValueError, TypeError)) and exc.args:
-        return str(exc)
-    return cattrs.v.format_exception(exc, kind)
-
-
-#: attrs' number and choice validators name the field first: "'port' must be ...".
-_NAMED = re.compile(r"'(\w+)' must")
-
-
-def _describe(exc: cattrs.BaseValidationError) -> list[str]:
-    problems = []
-    for line in cattrs.transform_error(exc, path="$", format_exception=_format):
-        message, _, where = line.rpartition(" @ ")
-        where = where.removeprefix("$").removeprefix(".")
-        if "\0" in message:
-            name, message = message.split("\0", 1)
-        else:
-            named = _NAMED.match(message)
-            name = named.group(1) if named else ""
-        if name:
-            where = f"{where}.{name}" if where else name
-        problems.append(f"{where or 'config'}: {message}")
-    return problems
 
 
 def unstructure(config: Config) -> dict[str, Any]:
@@ -167,7 +216,7 @@ def structure(data: Mapping[str, Any]) -> Config:
     try:
         return _CONVERTER.structure(data, Config)
     except cattrs.BaseValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe(exc)) from None
 
 
 def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -182,7 +231,9 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
         except ValueError:
             problems.append(f"{section}.{key}: {name}={raw!r} is not a valid {kind.__name__}")
             continue
-        data = {**data, section: {**data.get(section, {}), key: value}}
+        table = data.get(section, {})
+        if isinstance(table, dict):  # otherwise structure() reports the section
+            data = {**data, section: {**table, key: value}}
     if problems:
         raise ConfigError(problems)
     return data

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from .api.router import PREFIX, ApiRouter
 from .engineio.server import EngineServer
 from .http.messages import Request, Response, error_response, json_response
 
@@ -18,8 +19,9 @@ def _mount(path: str) -> str:
 
 
 class Router:
-    def __init__(self, engine: EngineServer, engine_paths: tuple[str, ...]) -> None:
+    def __init__(self, engine: EngineServer, engine_paths: tuple[str, ...], api: ApiRouter) -> None:
         self._engine = engine
+        self._api = api
         self._engine_paths = frozenset(_mount(p) for p in engine_paths)
 
     def _is_engine(self, request: Request) -> bool:
@@ -31,6 +33,8 @@ class Router:
     async def handle(self, request: Request) -> Response:
         if self._is_engine(request):
             return await self._engine.handle_http(request)
+        if request.path.startswith(PREFIX):
+            return await self._api.handle(request)
         if request.path == "/healthz":
             if request.method not in ("GET", "HEAD"):
                 return error_response(405, "method_not_allowed", "use GET", [("Allow", "GET, HEAD")])

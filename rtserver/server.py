@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
+from .api.router import ApiRouter
+from . import channels
 from .app import App
+from .auth.guard import Guard
+from .auth.keys import KeyRing, generated_secret_path
 from .config import Config
 from .engineio.server import EngineServer
 from .http.server import HttpServer
 from .hub import Hub
 from .routes import Router
 from .socketio.server import SocketIOServer
+from .store import Store
 
 log = logging.getLogger("rtserver")
 
@@ -56,17 +63,44 @@ class RunningServer:
         self.shutdown()
 
 
+@asynccontextmanager
+async def _lingering_nursery(grace: float) -> AsyncIterator[trio.Nursery]:
+    """A nursery whose tasks get ``grace`` more seconds once the block ends.
+
+    Disconnect handlers run here: they start as connections end, including
+    when the server shuts down, and must not be cancelled with them.
+    """
+    async with trio.open_nursery() as nursery:
+        try:
+            yield nursery
+        finally:
+            nursery.cancel_scope.deadline = trio.current_time() + grace
+
+
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled; ``task_status.started`` gets a :class:`RunningServer`."""
     app = app if app is not None else App()
     hub = Hub()
+    store = await Store.open(config.server.data_dir)
+    keys = None
+    if config.auth.enabled:
+        keys = KeyRing(config.auth, config.server.data_dir)
+        await trio.to_thread.run_sync(keys.reload)
+        if keys.generated:
+            log.warning(
+                "generated a JWT secret (set auth.secret_file or RTSERVER_JWT_SECRET to use your own)",
+                extra={"fields": {"path": str(generated_secret_path(config.server.data_dir)), "mint": "rtserver token --sub alice --tenant acme"}},
+            )
+    guard = Guard(config, keys, store, await store.token_versions(), await store.device_tenants())
     listeners = await trio.open_tcp_listeners(config.server.port, host=config.server.host)
     port = listeners[0].socket.getsockname()[1]
     try:
-        async with trio.open_nursery() as nursery:
-            sio = SocketIOServer(config.socketio, app, hub, nursery)
-            engine = EngineServer(config.engineio, sio.open_client, nursery)
-            http = HttpServer(config.http, Router(engine, config.engineio.paths))
+        async with _lingering_nursery(config.server.shutdown_grace) as handlers, trio.open_nursery() as nursery:
+            guard.nursery = nursery
+            sio = SocketIOServer(config.socketio, app, hub, guard, handlers)
+            channels.install(sio.builtins, guard, config.channels)
+            engine = EngineServer(config.engineio, sio.open_client, nursery, guard)
+            http = HttpServer(config.http, Router(engine, config.engineio.paths, ApiRouter(guard, store)))
             app.bind(sio)
             accept_scope = trio.CancelScope()
 
@@ -84,6 +118,8 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             task_status.started(RunningServer(port, engine, sio, nursery.cancel_scope, accept_scope))
     finally:
         app.bind(None)
+        with trio.CancelScope(shield=True):
+            await store.close()
 
 
 async def serve_until_signal(config: Config, app: App | None = None) -> None:

@@ -19,9 +19,13 @@ CLIENTS = Path(__file__).parent / "clients"
 NODE = shutil.which("node")
 
 
-def make_config(**sections: dict[str, Any]) -> config_mod.Config:
-    """A config on 127.0.0.1 port 0 with the given sections merged in."""
-    data: dict[str, Any] = {"server": {"host": "127.0.0.1", "port": 0}}
+def make_config(data_dir: Path, **sections: dict[str, Any]) -> config_mod.Config:
+    """A config on 127.0.0.1 port 0, data in ``data_dir``, auth off unless a
+    test's ``auth`` section switches it on, with the given sections merged in."""
+    data: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0, "data_dir": str(data_dir)},
+        "auth": {"enabled": False},
+    }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
     return config_mod.structure(data)
@@ -31,11 +35,11 @@ StartServer = Callable[..., Awaitable[RunningServer]]
 
 
 @pytest.fixture
-async def start_server(nursery: trio.Nursery) -> StartServer:
+async def start_server(nursery: trio.Nursery, tmp_path: Path) -> StartServer:
     """``await start_server(app, engineio={...})`` -> RunningServer (``.port``)."""
 
     async def start(app: App | None = None, **sections: dict[str, Any]) -> RunningServer:
-        return await nursery.start(serve, make_config(**sections), app)
+        return await nursery.start(serve, make_config(tmp_path / "data", **sections), app)
 
     return start
 

@@ -259,7 +259,7 @@ async def test_room_broadcast(start_server):
             outsider.disconnect()
 
     rooms, delivered, news, nobody, stray = await in_thread(scenario)
-    assert rooms == ["lobby"]
+    assert "lobby" in rooms
     assert delivered == 1
     assert news == "hello lobby"
     assert nobody == 0

@@ -11,7 +11,6 @@ base64.  Nothing here touches I/O; every malformed input raises
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 
 import attrs
@@ -79,7 +78,7 @@ def decode_payload(body: bytes) -> list[Packet]:
         if record.startswith("b"):
             try:
                 packets.append(Packet(PacketType.MESSAGE, base64.b64decode(record[1:], validate=True)))
-            except binascii.Error as exc:
+            except ValueError as exc:  # binascii.Error, or non-ASCII text
                 raise EngineProtocolError("invalid base64 in binary packet") from exc
         else:
             packets.append(decode_text(record))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import orjson
 import trio
 import trio_websocket
 
+from ..auth.errors import Refusal
 from ..config import EngineIOConfig
 from ..http.messages import Request, Response, json_response
 from . import packets
@@ -20,6 +22,14 @@ from .session import Session, SessionHandler
 log = logging.getLogger("rtserver.engineio")
 
 TRANSPORTS = ("polling", "websocket")
+
+
+class Gate(Protocol):
+    """Admission of new sessions (handshake rate, connections per address)."""
+
+    def admit(self, request: Request) -> Refusal | None: ...
+
+    def release(self, request: Request) -> None: ...
 
 
 def _error(error: EngineError, headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -34,9 +44,11 @@ class EngineServer:
         config: EngineIOConfig,
         open_handler: Callable[[Session], SessionHandler],
         nursery: trio.Nursery,
+        gate: Gate | None = None,
     ) -> None:
         self.config = config
         self._open_handler = open_handler
+        self._gate = gate
         self._nursery = nursery
         self.sessions: dict[str, Session] = {}
         self.metrics_overflow = 0
@@ -51,6 +63,15 @@ class EngineServer:
     def forget(self, session: Session) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
+            if self._gate is not None:
+                self._gate.release(session.request)
+
+    def _admit(self, request: Request, cors: tuple[tuple[str, str], ...] = ()) -> Response | None:
+        """The gate's refusal of a new session as an HTTP answer, if any."""
+        refusal = self._gate.admit(request) if self._gate is not None else None
+        if refusal is None:
+            return None
+        return json_response(refusal.status, refusal.as_dict(), cors)
 
     def _cors_headers(self, request: Request) -> tuple[tuple[str, str], ...]:
         origin = request.headers.get("origin")
@@ -130,6 +151,9 @@ class EngineServer:
             return _error(error, cors)
         sid = request.query.get("sid")
         if sid is None:
+            refused = self._admit(request, cors)
+            if refused is not None:
+                return refused
             session, open_packet = self._new_session(request, "polling")
             await self._nursery.start(session.run, self._open_handler(session))
             return Response(200, open_packet.encode(), cors, "text/plain; charset=UTF-8")
@@ -154,6 +178,10 @@ class EngineServer:
         error = self._check(request, "websocket")
         if error is not None:
             return _error(error)
+        if "sid" not in request.query:
+            refused = self._admit(request)
+            if refused is not None:
+                return refused
 
         async def serve(stream: trio.abc.Stream) -> None:
             await self._serve_websocket(request, stream)
@@ -161,26 +189,32 @@ class EngineServer:
         return serve
 
     async def _serve_websocket(self, request: Request, stream: trio.abc.Stream) -> None:
-        async with trio.open_nursery() as nursery:
-            ws_request = await trio_websocket.wrap_server_stream(
-                nursery, stream, message_queue_size=4, max_message_size=self.config.max_payload
-            )
-            ws = await ws_request.accept()
-            sid = request.query.get("sid")
-            if sid is None:
-                session, open_packet = self._new_session(request, "websocket")
-                session.use_websocket(ws)
-                session.send((open_packet,))
-                await session.run(self._open_handler(session))
-            else:
-                session = self.sessions.get(sid)
-                if session is None or not session.upgradable:
-                    await ws.aclose(1008, "session not upgradable")
-                elif await self._upgrade(session, ws):
-                    await session.finished.wait()
+        sid = request.query.get("sid")
+        session: Session | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                ws_request = await trio_websocket.wrap_server_stream(
+                    nursery, stream, message_queue_size=4, max_message_size=self.config.max_payload
+                )
+                ws = await ws_request.accept()
+                if sid is None:
+                    session, open_packet = self._new_session(request, "websocket")
+                    session.use_websocket(ws)
+                    session.send((open_packet,))
+                    await session.run(self._open_handler(session))
                 else:
-                    await ws.aclose(1002, "upgrade failed")
-            nursery.cancel_scope.cancel()
+                    upgrading = self.sessions.get(sid)
+                    if upgrading is None or not upgrading.upgradable:
+                        await ws.aclose(1008, "session not upgradable")
+                    elif await self._upgrade(upgrading, ws):
+                        await upgrading.finished.wait()
+                    else:
+                        await ws.aclose(1002, "upgrade failed")
+                nursery.cancel_scope.cancel()
+        finally:
+            if sid is None and session is None and self._gate is not None:
+                # Admitted, but the WebSocket handshake failed before a session began.
+                self._gate.release(request)
 
     async def _upgrade(self, session: Session, ws: trio_websocket.WebSocketConnection) -> bool:
         try:

@@ -186,9 +186,9 @@ class Session:
                 if await ws.get_message() != "2probe":
                     return False
                 await ws.send_message(packets.PONG_PROBE)
-                if self._polling:
-                    # Answer the pending GET so the client can pause polling.
-                    self.send((packets.NOOP,))
+                # Answer the pending GET (or the next one, which may still be
+                # on its way) so the client can pause polling and upgrade.
+                self.send((packets.NOOP,))
                 return await ws.get_message() == "5"
             return False
         finally:

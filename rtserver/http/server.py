@@ -60,11 +60,17 @@ class HttpServer:
         self._config = config
         self._router = router
 
-    async def _next_event(self, conn: h11.Connection, stream: trio.abc.Stream) -> object:
+    async def _next_event(
+        self, conn: h11.Connection, stream: trio.abc.Stream, head_scope: trio.CancelScope | None = None
+    ) -> object:
+        """The next h11 event.  With ``head_scope`` (the idle wait for a request),
+        the scope's deadline shrinks to ``read_timeout`` once part of a head is in."""
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
+            if head_scope is not None and conn.trailing_data[0]:
+                head_scope.deadline = min(head_scope.deadline, trio.current_time() + self._config.read_timeout)
             try:
                 data = await stream.receive_some(_READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -110,11 +116,18 @@ class HttpServer:
         try:
             while True:
                 with trio.move_on_after(self._config.keepalive_timeout) as idle_scope:
-                    event = await self._next_event(conn, stream)
+                    event = await self._next_event(conn, stream, idle_scope)
                 if idle_scope.cancelled_caught or isinstance(event, h11.ConnectionClosed):
                     return
                 if not isinstance(event, h11.Request):
                     raise _ClientGone
+                if len(_raw_head(event)) > self._config.max_header_bytes:
+                    # h11 only limits a head that arrives in pieces; one read may hold a whole one.
+                    await self._refuse(
+                        conn, stream, 431, "headers_too_large",
+                        f"request head is larger than {self._config.max_header_bytes} bytes",
+                    )
+                    return
                 with trio.move_on_after(self._config.read_timeout) as read_scope:
                     request, response = await self._read_request(conn, stream, event, remote)
                 if read_scope.cancelled_caught:

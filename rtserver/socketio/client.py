@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..auth.errors import Refusal
 from ..engineio.session import Session
 from .packets import Decoder, Packet, PacketType, SocketProtocolError
 from .socket import Socket, ack_args, to_frames
@@ -47,7 +49,11 @@ class Client:
         self.sockets: dict[str, Socket] = {}
         self._decoder = Decoder(server.config.max_attachments)
         self._handler_slots = trio.Semaphore(server.config.handler_concurrency)
+        self._bucket = server.guard.new_event_bucket()
+        self._refusals: deque[float] = deque()
         self._ever_connected = False
+        #: Cancel scopes of running event handlers, by socket: they end with it.
+        self._running: dict[Socket, set[trio.CancelScope]] = {}
 
     # -------------------------------------------------- SessionHandler
     def opened(self) -> None:
@@ -69,6 +75,14 @@ class Client:
             # Reference behaviour: packets for a namespace not joined are ignored.
             log.debug("packet for unconnected namespace %s", packet.namespace)
         elif packet.type is PacketType.EVENT:
+            refusal = self.server.guard.check_event(socket, packet.data[0], self._bucket, self._refusals)
+            if refusal is not None:
+                socket.refuse(refusal, packet.data[0], packet.id)
+                if self.server.guard.abusive(self._refusals):
+                    log.info("abusive client disconnected", extra={"fields": {"sid": self.session.sid}})
+                    for each in list(self.sockets.values()):
+                        each.disconnect()
+                return
             await self._handler_slots.acquire()
             self.session.start_soon(self._run_event, socket, packet)
         elif packet.type is PacketType.ACK:
@@ -102,30 +116,58 @@ class Client:
             log.debug("duplicate CONNECT for %s ignored", namespace)
             return
         socket = Socket(self, namespace, packet.data if packet.data is not None else {})
-        self.server.hub.add(socket)
+        guard = self.server.guard
         try:
-            await self.server.app.run_connect(socket)
+            identity = await guard.authenticate(socket)
+        except Refusal as refusal:
+            self._refuse_connect(namespace, refusal.code, refusal.connect_error())
+            return
+        self.server.hub.add(socket)
+        guard.attach(socket, identity)
+        refused: tuple[str, dict[str, Any]] | None = None
+        try:
+            await self.server.run_connect(socket)
+        except Refusal as refusal:
+            refused = refusal.code, refusal.connect_error()
         except ConnectionRefused as exc:
-            self.server.hub.remove(socket)
-            self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, exc.payload()))
-            return
+            refused = "refused", exc.payload()
         except Exception:
-            self.server.hub.remove(socket)
             log.exception("connect handler failed", extra={"fields": {"sid": self.session.sid}})
-            self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, {"message": "Internal server error"}))
-            return
-        if self.session.close_reason is not None:
+            refused = "internal_error", {"message": "Internal server error"}
+        if refused is not None or self.session.close_reason is not None:
+            guard.detach(socket)
             self.server.hub.remove(socket)
+            if refused is not None:
+                self._refuse_connect(namespace, *refused)
             return
         socket.connected = True
         self._ever_connected = True
         self.sockets[namespace] = socket
         self.send_packet(Packet(PacketType.CONNECT, namespace, {"sid": socket.sid}))
 
+    def _refuse_connect(self, namespace: str, code: str, payload: dict[str, Any]) -> None:
+        log.info(
+            "connection refused",
+            extra={"fields": {"sid": self.session.sid, "namespace": namespace, "code": code}},
+        )
+        self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, payload))
+
     async def _run_event(self, socket: Socket, packet: Packet) -> None:
+        """Run an event's handler; it is cancelled if its socket disconnects."""
+        scopes = self._running.setdefault(socket, set())
+        with trio.CancelScope() as scope:
+            scopes.add(scope)
+            try:
+                await self._handle_event(socket, packet)
+            finally:
+                scopes.discard(scope)
+                if not scopes and self._running.get(socket) is scopes:
+                    del self._running[socket]
+
+    async def _handle_event(self, socket: Socket, packet: Packet) -> None:
         try:
             event, *args = packet.data
-            handler = self.server.app.handler_for(socket.namespace_name, event)
+            handler = self.server.handler_for(socket.namespace_name, event)
             if handler is None:
                 return
             func, catch_all = handler
@@ -137,21 +179,16 @@ class Client:
                     len(call_args),
                     extra={"fields": {"sid": self.session.sid}},
                 )
-                if packet.id is not None:
-                    self.send_packet(
-                        Packet(
-                            PacketType.ACK,
-                            socket.namespace_name,
-                            [{"error": {"code": "bad_arguments", "message": f"wrong number of arguments for {event!r}"}}],
-                            packet.id,
-                        )
-                    )
+                message = f"wrong number of arguments for {event!r}"
+                socket.refuse(Refusal("bad_arguments", message, 400), event, packet.id)
                 return
             result = func(socket, *call_args)
             if inspect.isawaitable(result):
                 result = await result
             if packet.id is not None and socket.connected:
                 self.send_packet(Packet(PacketType.ACK, socket.namespace_name, ack_args(result), packet.id))
+        except Refusal as refusal:
+            socket.refuse(refusal, event, packet.id)
         except Exception:
             log.exception("event handler failed", extra={"fields": {"sid": self.session.sid}})
         finally:
@@ -160,7 +197,12 @@ class Client:
     def remove(self, socket: Socket, reason: str) -> None:
         if self.sockets.get(socket.namespace_name) is socket:
             del self.sockets[socket.namespace_name]
+        if not socket.connected:
+            return
         socket.connected = False
+        for scope in self._running.pop(socket, ()):
+            scope.cancel()
+        self.server.guard.detach(socket)
         socket.fail_acks()
         self.server.hub.remove(socket)
         self.server.app.run_disconnect(socket, reason)

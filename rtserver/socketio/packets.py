@@ -110,16 +110,15 @@ def decode_text(text: str) -> tuple[Packet, int]:
     """Decode the text part of a packet; returns it and its attachment count."""
     if not text:
         raise SocketProtocolError("empty packet")
-    try:
-        ptype = PacketType(int(text[0]))
-    except ValueError:
-        raise SocketProtocolError(f"unknown packet type {text[0]!r}") from None
+    if not "0" <= text[0] <= "6":
+        raise SocketProtocolError(f"unknown packet type {text[0]!r}")
+    ptype = PacketType(int(text[0]))
     i, n = 1, len(text)
     attachments = 0
     if ptype in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
         dash = text.find("-", 1)
         count = text[1:dash] if dash > 0 else ""
-        if not count.isdigit() or not count.isascii():
+        if not count.isdigit() or not count.isascii() or len(count) > 16:
             raise SocketProtocolError("invalid attachment count")
         attachments = int(count)
         i = dash + 1
@@ -172,6 +171,13 @@ def _reconstruct(value: Any, buffers: list[bytes]) -> Any:
     return value
 
 
+def _attach(data: Any, buffers: list[bytes]) -> Any:
+    try:
+        return _reconstruct(data, buffers)
+    except RecursionError:
+        raise SocketProtocolError("payload nested too deeply") from None
+
+
 class Decoder:
     """Feeds Engine.IO messages in; yields whole Socket.IO packets.
 
@@ -194,7 +200,7 @@ class Decoder:
                 return None
             packet, buffers = self._pending, self._buffers
             self._pending, self._buffers, self._expected = None, [], 0
-            packet.data = _reconstruct(packet.data, buffers)
+            packet.data = _attach(packet.data, buffers)
             packet.type = PacketType(packet.type - 3)  # BINARY_* -> EVENT/ACK
             return packet
         if self._pending is not None:
@@ -205,7 +211,7 @@ class Decoder:
                 raise SocketProtocolError("too many attachments")
             if attachments == 0:
                 packet.type = PacketType(packet.type - 3)
-                packet.data = _reconstruct(packet.data, [])
+                packet.data = _attach(packet.data, [])
                 return packet
             self._pending, self._expected = packet, attachments
             return None

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
+from ..app import App
+from ..auth.guard import Guard
 from ..config import SocketIOConfig
 from ..engineio.session import Session
 from ..hub import Hub
 from .client import Client
 from .socket import Socket, event_frames
 
-if TYPE_CHECKING:
-    from ..app import App
 
 
 def _names(value: str | Iterable[str] | None) -> list[str] | None:
@@ -26,10 +26,13 @@ def _names(value: str | Iterable[str] | None) -> list[str] | None:
 
 
 class SocketIOServer:
-    def __init__(self, config: SocketIOConfig, app: App, hub: Hub, nursery: trio.Nursery) -> None:
+    def __init__(self, config: SocketIOConfig, app: App, hub: Hub, guard: Guard, nursery: trio.Nursery) -> None:
         self.config = config
         self.app = app
         self.hub = hub
+        self.guard = guard
+        #: Handlers rtserver itself provides; the application's take precedence.
+        self.builtins = App()
         #: Runs disconnect handlers, which outlive the session that ended.
         self.nursery = nursery
 
@@ -37,7 +40,19 @@ class SocketIOServer:
         return Client(self, session)
 
     def namespace_allowed(self, namespace: str) -> bool:
-        return namespace in self.config.namespaces or namespace in self.app.namespaces
+        return (
+            namespace in self.config.namespaces
+            or namespace in self.app.namespaces
+            or namespace in self.builtins.namespaces
+        )
+
+    def handler_for(self, namespace: str, event: str) -> tuple[Any, bool] | None:
+        """The application's handler, else a built-in one (channels, features)."""
+        return self.app.handler_for(namespace, event) or self.builtins.handler_for(namespace, event)
+
+    async def run_connect(self, socket: Socket) -> None:
+        await self.builtins.run_connect(socket)
+        await self.app.run_connect(socket)
 
     def emit(
         self,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..auth.errors import Refusal
+from ..auth.identity import Identity
 from ..engineio.packets import Frame
 from ..http.messages import Request
 from .packets import Packet, PacketType, encode
@@ -49,6 +51,8 @@ class Socket:
         self.rooms: set[str] = set()
         self.data: dict[str, Any] = {}
         self.connected = False
+        #: Who the socket is (set when it connects; anonymous with auth off).
+        self.identity: Identity | None = None
         self._ack_ids = itertools.count()
         self._acks: dict[int, trio.MemorySendChannel[list[Any]]] = {}
 
@@ -92,6 +96,14 @@ class Socket:
         finally:
             self._acks.pop(ack_id, None)
         return values[0] if len(values) == 1 else tuple(values)
+
+    def refuse(self, refusal: Refusal, event: Any, ack_id: int | None) -> None:
+        """Answer a refused client event: in its ack when it asked for one,
+        otherwise with the configured error event."""
+        if ack_id is not None:
+            self.deliver(to_frames(Packet(PacketType.ACK, self.namespace_name, [{"error": refusal.as_dict()}], ack_id)), False)
+        else:
+            self.emit(self.client.server.guard.auth.error_event, {**refusal.as_dict(), "event": event})
 
     def join(self, *rooms: str) -> None:
         for room in rooms:

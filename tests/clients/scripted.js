@@ -22,7 +22,7 @@
 //   {"report": "transport"}                          prints {"type":"transport","name"}
 //
 // After the last step the socket is closed and the process exits 0.  Output
-// lines: connect {id, transport}, connect_error {message, data}, disconnect
+// lines: open {transport} (Engine.IO handshake), connect {id, transport}, connect_error {message, data}, disconnect
 // {reason, active}, event {event, args, acked}, ack, ack_error, transport,
 // upgrade {transport}, reconnect_attempt {attempt}, done, timeout.
 
@@ -61,6 +61,7 @@ function until(cond) {
 
 function hookEngine() {
   const engine = socket.io.engine;
+  print({ type: "open", transport: engine.transport.name });
   engine.on("upgrade", (transport) => {
     print({ type: "upgrade", transport: transport.name });
     changed();

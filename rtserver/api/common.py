@@ -1,0 +1,89 @@
+"""Request validation and caller authentication shared by every API route."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import cattrs
+import orjson
+
+from ..auth import tokens
+from ..auth.errors import Refusal
+from ..auth.guard import Guard
+from ..auth.identity import from_claims
+from ..http.messages import Request, Response, error_response, json_response
+from ..validation import describe, strict_converter
+
+T = TypeVar("T")
+
+API_KEY_ENV = "RTSERVER_API_KEY"
+_CONVERTER = strict_converter()
+
+Handler = Callable[[Request, list[str]], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> Response:
+        return error_response(self.status, self.code, self.message)
+
+
+def parse_body(request: Request, kind: type[T]) -> T:
+    """Decode a JSON body into ``kind``; a 400 naming the field otherwise."""
+    if not request.body:
+        raise ApiError(400, "invalid_body", "a JSON body is required")
+    try:
+        data = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    try:
+        return _CONVERTER.structure(data, kind)
+    except cattrs.BaseValidationError as exc:
+        raise ApiError(400, "invalid_body", "; ".join(describe(exc, root="body"))) from None
+    except (ValueError, TypeError) as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from None
+
+
+def ok(payload: Any, status: int = 200) -> Response:
+    return json_response(status, payload)
+
+
+class CallerAuth:
+    """Server-to-server callers: an API key (config or RTSERVER_API_KEY) or an admin JWT."""
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+        keys = list(guard.auth.api_keys)
+        if os.environ.get(API_KEY_ENV):
+            keys.append(os.environ[API_KEY_ENV])
+        self._api_keys = [k.encode() for k in keys if k]
+
+    def check(self, request: Request) -> None:
+        presented = request.headers.get("x-api-key", "")
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        if not presented and scheme.lower() == "bearer":
+            presented = bearer.strip()
+        if not presented:
+            raise ApiError(401, "auth_required", "an API key or admin token is required")
+        candidate = presented.encode()
+        if any(hmac.compare_digest(candidate, key) for key in self._api_keys):
+            return
+        keys = self._guard.keys
+        if keys is None or presented.count(".") != 2:
+            raise ApiError(401, "token_invalid", "the API key or token is not valid")
+        try:
+            identity = from_claims(tokens.verify(presented, keys, self._guard.auth), self._guard.auth.claims)
+        except Refusal as refusal:
+            raise ApiError(401, refusal.code, refusal.message) from None
+        if not identity.has_role(self._guard.auth.admin_roles):
+            raise ApiError(403, "forbidden", "the token does not carry an admin role")

@@ -1,0 +1,1 @@
+"""Authentication (JWT), identity, authorization rules and limits."""

@@ -1,0 +1,208 @@
+"""The guard: authentication, authorization and limits applied to sockets.
+
+One object the Engine.IO and Socket.IO layers consult at each decision point:
+a new session (handshake rate and connections per address), a Socket.IO
+CONNECT (token, identity, revocation, connections per user, automatic rooms),
+each client event (rate limit, event roles) and each client-requested join
+(room rules, rooms per socket).  It also keeps the index that lets a
+revocation or an expiry end live sockets at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ..config import Config
+from ..http.messages import Request
+from . import rules, tokens
+from .errors import Refusal
+from .identity import Identity, anonymous, from_claims
+from .keys import KeyRing
+from .limits import KeyedBuckets, Tally, TokenBucket
+
+if TYPE_CHECKING:
+    from ..socketio.socket import Socket
+    from ..store import Store
+
+log = logging.getLogger("rtserver.auth")
+
+_ABUSE_WINDOW = 60.0
+
+
+def remote_host(request: Request) -> str:
+    host, _, _ = request.remote.rpartition(":")
+    return host or request.remote
+
+
+class Guard:
+    def __init__(
+        self,
+        config: Config,
+        keys: KeyRing | None,
+        store: Store | None,
+        token_versions: dict[str, int] | None = None,
+        device_tenants: dict[str, str | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.auth = config.auth
+        self.limits = config.limits
+        self.keys = keys
+        self.store = store
+        self._token_versions = token_versions or {}
+        self._device_tenants = device_tenants or {}
+        self._handshakes = KeyedBuckets(self.limits.handshakes_per_second, self.limits.handshake_burst)
+        self._per_address = Tally()
+        self._per_user = Tally()
+        self._sockets_by_user: dict[str, set[Socket]] = defaultdict(set)
+        self.nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------ engine level
+    def admit(self, request: Request) -> Refusal | None:
+        """Before a new Engine.IO session: handshake rate and address cap."""
+        host = remote_host(request)
+        if self._per_address[host] >= self.limits.max_connections_per_address:
+            return Refusal("too_many_connections", "too many connections from this address", 429)
+        if not self._handshakes.take(host):
+            return Refusal("rate_limited", "too many new connections from this address", 429)
+        self._per_address.add(host)
+        return None
+
+    def release(self, request: Request) -> None:
+        self._per_address.remove(remote_host(request))
+
+    # ------------------------------------------------------ socket level
+    async def authenticate(self, socket: Socket) -> Identity:
+        """Identify a connecting socket or raise :class:`Refusal`."""
+        request = socket.handshake
+        if not self.auth.enabled:
+            identity = anonymous(socket.sid)
+        else:
+            assert self.keys is not None
+            token = tokens.extract_token(self.auth, socket.auth, request)
+            if token is None:
+                raise Refusal("auth_required", "a token is required")
+            identity = from_claims(tokens.verify(token, self.keys, self.auth), self.auth.claims)
+            if self.auth.revocation and identity.token_version < self._token_versions.get(identity.user, 0):
+                raise Refusal("token_revoked", "token has been revoked")
+            if self.auth.check_user_exists and self.store is not None and not await self.store.user_exists(identity.user):
+                raise Refusal("user_unknown", "user is not known")
+        if self._per_user[identity.user] >= self.limits.max_connections_per_user:
+            raise Refusal("too_many_connections", "too many connections for this user", 429)
+        device = self._presented_device(socket, request)
+        if device is not None:
+            if device not in identity.devices:
+                raise Refusal("forbidden", "rule device: the token does not own this device", 403)
+            identity = attrs.evolve(identity, device=device)
+        return identity
+
+    def _presented_device(self, socket: Socket, request: Request) -> str | None:
+        field = self.auth.device_field
+        value: Any = socket.auth.get(field) if isinstance(socket.auth, dict) else None
+        value = value or request.query.get(field)
+        return value if isinstance(value, str) and value else None
+
+    def attach(self, socket: Socket, identity: Identity) -> None:
+        """Record a connected socket: indexes, automatic rooms, expiry."""
+        socket.identity = identity
+        self._per_user.add(identity.user)
+        self._sockets_by_user[identity.user].add(socket)
+        socket.join(f"user:{identity.user}")
+        if identity.tenant:
+            socket.join(f"tenant:{identity.tenant}")
+        if identity.device:
+            socket.join(f"device:{identity.device}")
+            self._device_tenants[identity.device] = identity.tenant
+            self._save_device(identity, "online")
+        if self.auth.enabled and identity.expires_at is not None:
+            socket.client.session.start_soon(self._expire, socket, identity.expires_at)
+
+    def detach(self, socket: Socket) -> None:
+        identity = socket.identity
+        if identity is None:
+            return
+        self._per_user.remove(identity.user)
+        sockets = self._sockets_by_user.get(identity.user)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self._sockets_by_user[identity.user]
+        if identity.device:
+            self._save_device(identity, "offline")
+
+    def _save_device(self, identity: Identity, status: str) -> None:
+        if self.store is None or self.nursery is None or identity.device is None:
+            return
+        self.nursery.start_soon(
+            self.store.save_device, identity.device, identity.tenant, identity.user, status, time.time()
+        )
+
+    async def _expire(self, socket: Socket, expires_at: float) -> None:
+        await trio.sleep(max(0.0, expires_at + self.auth.leeway - time.time()))
+        if socket.connected:
+            self.kick(socket, Refusal("token_expired", "token has expired"))
+
+    def kick(self, socket: Socket, refusal: Refusal) -> None:
+        """Tell the socket why, then drop its connection (the client reconnects
+        with a fresh token, or sees the refusal in ``connect_error``)."""
+        socket.emit(self.auth.error_event, refusal.as_dict())
+        log.info("socket kicked", extra={"fields": {"sid": socket.sid, "code": refusal.code}})
+        socket.close_connection(refusal.code)
+
+    def sockets_of(self, user: str) -> set[Socket]:
+        return set(self._sockets_by_user.get(user, ()))
+
+    async def revoke(self, user: str) -> tuple[int, int]:
+        """Raise the user's token version; end their live sockets now."""
+        if self.store is not None:
+            version = await self.store.bump_token_version(user)
+        else:
+            version = self._token_versions.get(user, 0) + 1
+        self._token_versions[user] = version
+        kicked = 0
+        for socket in self.sockets_of(user):
+            if socket.identity is not None and socket.identity.token_version < version:
+                self.kick(socket, Refusal("token_revoked", "token has been revoked"))
+                kicked += 1
+        return version, kicked
+
+    # ------------------------------------------------------- event level
+    def new_event_bucket(self) -> TokenBucket:
+        return TokenBucket(self.limits.events_per_second, self.limits.event_burst)
+
+    def check_event(self, socket: Socket, event: Any, bucket: TokenBucket, refusals: deque[float]) -> Refusal | None:
+        """Rate limit and event roles for one client event."""
+        refusal = None
+        if not bucket.take():
+            refusal = Refusal("rate_limited", "too many events; slow down", 429)
+        elif isinstance(event, str) and socket.identity is not None:
+            try:
+                rules.check_event(socket.identity, event, self.auth.event_roles)
+            except Refusal as exc:
+                refusal = exc
+        if refusal is not None:
+            now = time.monotonic()
+            refusals.append(now)
+            while refusals and now - refusals[0] > _ABUSE_WINDOW:
+                refusals.popleft()
+        return refusal
+
+    def abusive(self, refusals: deque[float]) -> bool:
+        return len(refusals) > self.limits.abuse_threshold
+
+    def room_for(self, socket: Socket, channel: Any) -> str:
+        """The room a client may join for ``channel``, or raise :class:`Refusal`."""
+        if not isinstance(channel, str):
+            raise Refusal("invalid_room", "a channel name is a string", 400)
+        identity = socket.identity
+        assert identity is not None
+        room = rules.qualify(identity, channel)
+        rules.check_room(identity, room, self.auth.admin_roles, self._device_tenants.get)
+        if room not in socket.rooms and len(socket.rooms) >= self.limits.max_rooms_per_socket:
+            raise Refusal("too_many_rooms", f"at most {self.limits.max_rooms_per_socket} rooms per socket", 429)
+        return room

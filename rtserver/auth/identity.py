@@ -1,0 +1,81 @@
+"""Who a socket is: user, tenant, roles, devices, from verified claims."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ..config import ClaimsConfig
+from .errors import Refusal
+
+
+@attrs.frozen
+class Identity:
+    user: str
+    tenant: str | None = None
+    roles: frozenset[str] = frozenset()
+    devices: frozenset[str] = frozenset()
+    token_version: int = 0
+    session: str | None = None
+    expires_at: float | None = None
+    #: The connection's presented device, when it owns it.
+    device: str | None = None
+    claims: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    def has_role(self, roles: tuple[str, ...] | frozenset[str]) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+
+def claim(claims: Mapping[str, Any], path: str) -> Any:
+    """``claims["a"]["b"]`` for the path ``a.b``; None when absent."""
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _names(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset(value.replace(",", " ").split())
+    if isinstance(value, list):
+        return frozenset(str(v) for v in value if isinstance(v, str | int) and not isinstance(v, bool))
+    return frozenset()
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def from_claims(claims: Mapping[str, Any], names: ClaimsConfig) -> Identity:
+    user = _text(claim(claims, names.user))
+    if user is None:
+        raise Refusal("token_invalid", f"token lacks a usable {names.user!r} claim")
+    version = claim(claims, names.token_version)
+    if version is None:
+        version = 0
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise Refusal("token_invalid", f"token claim {names.token_version!r} is not an integer")
+    exp = claims.get("exp")
+    return Identity(
+        user=user,
+        tenant=_text(claim(claims, names.tenant)),
+        roles=_names(claim(claims, names.roles)),
+        devices=_names(claim(claims, names.devices)),
+        token_version=version,
+        session=_text(claim(claims, names.session)),
+        expires_at=float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None,
+        claims=dict(claims),
+    )
+
+
+def anonymous(sid: str) -> Identity:
+    """The identity of a connection when authentication is switched off."""
+    return Identity(user=f"anonymous:{sid}")

@@ -1,0 +1,141 @@
+"""The embedded store: SQLite (WAL) in the data directory.
+
+All SQLite work runs in a worker thread, one call at a time (a capacity
+limiter of one), so the event loop never blocks on disk.  The schema version
+lives in ``PRAGMA user_version``; :data:`MIGRATIONS` brings an older file up
+to date.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+DB_NAME = "rtserver.db"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE token_versions (user_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
+    CREATE TABLE users (user_id TEXT PRIMARY KEY, tenant TEXT, created_at REAL NOT NULL);
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY, tenant TEXT, owner TEXT, status TEXT, last_seen REAL
+    );
+    """,
+]
+
+
+class StoreError(Exception):
+    """The data directory or database cannot be used."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{path}: schema version {version} is newer than this rtserver knows")
+        for number in range(version, len(MIGRATIONS)):
+            db.executescript(f"BEGIN; {MIGRATIONS[number]} PRAGMA user_version = {number + 1}; COMMIT;")
+        return db
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: {exc.strerror}") from None
+
+
+class Store:
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    def open_sync(cls, data_dir: str) -> Store:
+        path = Path(data_dir) / DB_NAME
+        return cls(_connect(path), path)
+
+    @classmethod
+    async def open(cls, data_dir: str) -> Store:
+        return await trio.to_thread.run_sync(cls.open_sync, data_dir)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def close(self) -> None:
+        await self._run(self._db.close)
+
+    # ---------------------------------------------------- token versions
+    def token_versions_sync(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT user_id, version FROM token_versions").fetchall())
+
+    async def token_versions(self) -> dict[str, int]:
+        return await self._run(self.token_versions_sync)
+
+    def bump_token_version_sync(self, user: str) -> int:
+        row = self._db.execute(
+            "INSERT INTO token_versions (user_id, version) VALUES (?, 1) "
+            "ON CONFLICT(user_id) DO UPDATE SET version = version + 1 RETURNING version",
+            (user,),
+        ).fetchone()
+        return int(row[0])
+
+    async def bump_token_version(self, user: str) -> int:
+        return await self._run(self.bump_token_version_sync, user)
+
+    # ------------------------------------------------------------- users
+    def user_exists_sync(self, user: str) -> bool:
+        return self._db.execute("SELECT 1 FROM users WHERE user_id = ?", (user,)).fetchone() is not None
+
+    async def user_exists(self, user: str) -> bool:
+        return await self._run(self.user_exists_sync, user)
+
+    def add_user_sync(self, user: str, tenant: str | None) -> None:
+        self._db.execute(
+            "INSERT INTO users (user_id, tenant, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(user_id) DO UPDATE SET tenant = excluded.tenant",
+            (user, tenant, time.time()),
+        )
+
+    async def add_user(self, user: str, tenant: str | None) -> None:
+        await self._run(self.add_user_sync, user, tenant)
+
+    def remove_user_sync(self, user: str) -> bool:
+        return self._db.execute("DELETE FROM users WHERE user_id = ?", (user,)).rowcount > 0
+
+    async def remove_user(self, user: str) -> bool:
+        return await self._run(self.remove_user_sync, user)
+
+    def list_users_sync(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT user_id, tenant FROM users ORDER BY user_id").fetchall()
+        return [{"user": user, "tenant": tenant} for user, tenant in rows]
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        return await self._run(self.list_users_sync)
+
+    # ----------------------------------------------------------- devices
+    def device_tenants_sync(self) -> dict[str, str | None]:
+        return dict(self._db.execute("SELECT device_id, tenant FROM devices").fetchall())
+
+    async def device_tenants(self) -> dict[str, str | None]:
+        return await self._run(self.device_tenants_sync)
+
+    def save_device_sync(self, device: str, tenant: str | None, owner: str, status: str, seen: float) -> None:
+        self._db.execute(
+            "INSERT INTO devices (device_id, tenant, owner, status, last_seen) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(device_id) DO UPDATE SET tenant = excluded.tenant, owner = excluded.owner, "
+            "status = excluded.status, last_seen = excluded.last_seen",
+            (device, tenant, owner, status, seen),
+        )
+
+    async def save_device(self, device: str, tenant: str | None, owner: str, status: str, seen: float) -> None:
+        await self._run(self.save_device_sync, device, tenant, owner, status, seen)
