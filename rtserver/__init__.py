@@ -1,8 +1,9 @@
 """rtserver: a self-hosted Socket.IO-compatible real-time server on Trio."""
 
 from .app import App, ConnectionRefused, Socket
+from .auth.errors import Refusal
+from .auth.identity import Identity
 from .server import RunningServer, serve
+from .version import __version__
 
-__version__ = "0.1.0"
-
-__all__ = ["App", "ConnectionRefused", "RunningServer", "Socket", "__version__", "serve"]
+__all__ = ["App", "ConnectionRefused", "Identity", "Refusal", "RunningServer", "Socket", "__version__", "serve"]

@@ -172,6 +172,22 @@ class ChannelsConfig:
 
 
 @attrs.frozen
+class PresenceConfig:
+    enabled: bool = True
+    #: Seconds a user (or device) whose last connection closed stays online,
+    #: so a quick reconnect does not flap offline/online.
+    grace: float = attrs.field(default=5.0, validator=[v.ge(0), v.le(3600)])
+    #: Pairs of (online, offline) event names sent to the user's tenant room
+    #: with ``{userId, status, timestamp}``; several pairs serve several clients.
+    user_events: tuple[tuple[str, str], ...] = (("user:online", "user:offline"),)
+    #: Event sent to the tenant room with ``{deviceId, status, timestamp, lastSeen}``.
+    device_event: str = "device_status"
+    #: Built-in socket events: query online users (ack), set one's status text.
+    query_event: str = "presence"
+    status_event: str = "presence:status"
+
+
+@attrs.frozen
 class AppConfig:
     #: ``package.module:attribute`` of an :class:`rtserver.App` to load.
     module: str = ""
@@ -186,6 +202,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
     channels: ChannelsConfig = ChannelsConfig()
+    presence: PresenceConfig = PresenceConfig()
     app: AppConfig = AppConfig()
 
 

@@ -9,10 +9,12 @@ methods.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Protocol
 
 from .engineio.packets import Frame
+from .metrics import Stats
 
 
 class Member(Protocol):
@@ -26,7 +28,8 @@ class Member(Protocol):
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, stats: Stats | None = None) -> None:
+        self.stats = stats if stats is not None else Stats()
         self._rooms: dict[str, dict[str, set[Member]]] = {}
         self._members: dict[str, dict[str, Member]] = {}
 
@@ -99,6 +102,7 @@ class Hub:
         volatile: bool = False,
     ) -> int:
         """Deliver pre-encoded frames; returns how many sockets took them."""
+        started = time.perf_counter()
         if rooms is not None and not exclude:
             rooms = list(rooms)
             if len(rooms) == 1:
@@ -108,4 +112,7 @@ class Hub:
                 targets = self.members(namespace, rooms)
         else:
             targets = self.members(namespace, rooms, exclude)
-        return sum(1 for member in targets if member.deliver(frames, volatile))
+        delivered = sum(1 for member in targets if member.deliver(frames, volatile))
+        self.stats.sent(delivered, frames)
+        self.stats.observe_publish(delivered, time.perf_counter() - started)
+        return delivered

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import trio
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .api.router import PREFIX, ApiRouter
 from .engineio.server import EngineServer
 from .http.messages import Request, Response, error_response, json_response
+from .metrics import Stats
 
 _SMALL_BODY = 64 * 1024
 
@@ -19,22 +21,29 @@ def _mount(path: str) -> str:
 
 
 class Router:
-    def __init__(self, engine: EngineServer, engine_paths: tuple[str, ...], api: ApiRouter) -> None:
+    def __init__(self, engine: EngineServer, engine_paths: tuple[str, ...], api: ApiRouter, stats: Stats) -> None:
         self._engine = engine
         self._api = api
+        self._stats = stats
         self._engine_paths = frozenset(_mount(p) for p in engine_paths)
 
     def _is_engine(self, request: Request) -> bool:
         return _mount(request.path) in self._engine_paths
 
     def body_limit(self, request: Request) -> int:
-        return self._engine.body_limit() if self._is_engine(request) else _SMALL_BODY
+        if self._is_engine(request) or request.path.startswith(PREFIX):
+            return self._engine.body_limit()
+        return _SMALL_BODY
 
     async def handle(self, request: Request) -> Response:
         if self._is_engine(request):
             return await self._engine.handle_http(request)
         if request.path.startswith(PREFIX):
             return await self._api.handle(request)
+        if request.path == "/metrics":
+            if request.method != "GET":
+                return error_response(405, "method_not_allowed", "use GET", [("Allow", "GET")])
+            return Response(200, self._stats.render(), (), CONTENT_TYPE_LATEST)
         if request.path == "/healthz":
             if request.method not in ("GET", "HEAD"):
                 return error_response(405, "method_not_allowed", "use GET", [("Allow", "GET, HEAD")])

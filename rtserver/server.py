@@ -10,15 +10,17 @@ from typing import Any
 
 import trio
 
-from .api.router import ApiRouter
 from . import channels
+from .api.router import ApiRouter
 from .app import App
 from .auth.guard import Guard
-from .auth.keys import KeyRing, generated_secret_path
+from .auth.keys import KeyRing, KeySetupError, generated_secret_path
 from .config import Config
 from .engineio.server import EngineServer
 from .http.server import HttpServer
 from .hub import Hub
+from .metrics import Stats
+from .presence import Presence
 from .routes import Router
 from .socketio.server import SocketIOServer
 from .store import Store
@@ -40,8 +42,22 @@ class RunningServer:
         self.port = port
         self.engine = engine
         self.sio = sio
+        self.guard = sio.guard
         self._scope = scope
         self._accept_scope = accept_scope
+
+    async def reload_keys(self) -> bool:
+        """Re-read the key files (SIGHUP); connections stay, old keys stay on error."""
+        keys = self.guard.keys
+        if keys is None:
+            return True
+        try:
+            await trio.to_thread.run_sync(keys.reload)
+        except KeySetupError as exc:
+            log.error("key reload failed, keeping the previous keys: %s", exc)
+            return False
+        log.info("keys reloaded")
+        return True
 
     def shutdown(self) -> None:
         """Stop at once: every connection is cancelled."""
@@ -77,10 +93,18 @@ async def _lingering_nursery(grace: float) -> AsyncIterator[trio.Nursery]:
             nursery.cancel_scope.deadline = trio.current_time() + grace
 
 
+def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
+    transports: dict[str, int] = {"polling": 0, "websocket": 0}
+    for session in engine.sessions.values():
+        transports[session.transport] += 1
+    return {"connections": transports, "sockets": hub.namespaces()}
+
+
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled; ``task_status.started`` gets a :class:`RunningServer`."""
     app = app if app is not None else App()
-    hub = Hub()
+    stats = Stats()
+    hub = Hub(stats)
     store = await Store.open(config.server.data_dir)
     keys = None
     if config.auth.enabled:
@@ -96,11 +120,15 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
     port = listeners[0].socket.getsockname()[1]
     try:
         async with _lingering_nursery(config.server.shutdown_grace) as handlers, trio.open_nursery() as nursery:
-            guard.nursery = nursery
             sio = SocketIOServer(config.socketio, app, hub, guard, handlers)
             channels.install(sio.builtins, guard, config.channels)
-            engine = EngineServer(config.engineio, sio.open_client, nursery, guard)
-            http = HttpServer(config.http, Router(engine, config.engineio.paths, ApiRouter(guard, store)))
+            presence = Presence(config.presence, app, guard, store, nursery)
+            presence.install(sio.builtins)
+            sio.listeners.append(presence)
+            engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
+            stats.bind_gauges(lambda: _gauges(engine, hub))
+            api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
+            http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats))
             app.bind(sio)
             accept_scope = trio.CancelScope()
 
@@ -123,8 +151,9 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
 
 
 async def serve_until_signal(config: Config, app: App | None = None) -> None:
-    """Run :func:`serve` until SIGINT or SIGTERM; a second signal stops at once."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """Run :func:`serve` until SIGINT or SIGTERM; a second signal stops at once.
+    SIGHUP re-reads the key files."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
 
             async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -134,6 +163,9 @@ async def serve_until_signal(config: Config, app: App | None = None) -> None:
             running: RunningServer = await nursery.start(run)
             draining = False
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    nursery.start_soon(running.reload_keys)
+                    continue
                 if draining:
                     log.info("second signal: stopping now")
                     running.shutdown()

@@ -8,7 +8,7 @@ unknown key is an error, and every problem is reported as ``path: message``.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import attrs
 import cattrs
@@ -27,26 +27,42 @@ def _strict(kind: type) -> Any:
     return structure
 
 
-def _strings(value: Any, kind: type) -> tuple[str, ...]:
-    """Only a TOML array: a string or table would be split into its characters or keys."""
-    if not isinstance(value, list | tuple):
-        raise TypeError(f"expected array, got {type(value).__name__}")
-    errors = []
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            exc = TypeError(f"expected str, got {type(item).__name__}")
-            exc.__notes__ = [cattrs.IterableValidationNote(f"Structuring {kind} @ index {index}", index, str)]
-            errors.append(exc)
-    if errors:
-        raise cattrs.IterableValidationError(f"While structuring {kind!r}", errors, kind)
-    return tuple(value)
+def _homogeneous_tuple(kind: Any) -> bool:
+    args = get_args(kind)
+    return get_origin(kind) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _tuple_hook(conv: cattrs.Converter) -> Any:
+    """``tuple[X, ...]`` from an array only: a string or table would otherwise be
+    split into its characters or keys."""
+
+    def factory(kind: Any) -> Any:
+        item_kind = get_args(kind)[0]
+
+        def structure(value: Any, _: Any) -> tuple[Any, ...]:
+            if not isinstance(value, list | tuple):
+                raise TypeError(f"expected array, got {type(value).__name__}")
+            items, errors = [], []
+            for index, item in enumerate(value):
+                try:
+                    items.append(conv.structure(item, item_kind))
+                except Exception as exc:
+                    exc.__notes__ = [cattrs.IterableValidationNote(f"Structuring {kind} @ index {index}", index, item_kind)]
+                    errors.append(exc)
+            if errors:
+                raise cattrs.IterableValidationError(f"While structuring {kind!r}", errors, kind)
+            return tuple(items)
+
+        return structure
+
+    return factory
 
 
 def strict_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (int, float, str, bool):
         conv.register_structure_hook(kind, _strict(kind))
-    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _strings)
+    conv.register_structure_hook_factory(_homogeneous_tuple, _tuple_hook(conv))
     return conv
 
 

@@ -271,7 +271,7 @@ async def wait_for(predicate, timeout: float = WAIT) -> None:
 
 @pytest.fixture
 async def setup(start_server, nursery):
-    """(server, reasons, witness), with config sections given by the test's ``config`` param."""
+    """``await setup(**config_sections)`` -> (server, disconnect reasons by sid, witness)."""
 
     async def start(**sections):
         app, reasons = make_app()
@@ -481,9 +481,9 @@ async def test_garbage_is_refused(setup, garbage):
 async def test_websocket_upgrade_for_unknown_path(setup):
     server, _, witness = await setup()
     request = (
-        "GET /elsewhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+        b"GET /elsewhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     status, _ = parse_raw_response(await raw(server.port, request))
     assert status == 404
     await witness.check(server)

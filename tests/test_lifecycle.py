@@ -19,10 +19,9 @@ import orjson
 import pytest
 import trio
 import trio_websocket
+from conftest import make_config
 
 from rtserver import App, serve
-
-from conftest import make_config
 
 EIO = "/socket.io/?EIO=4"
 WAIT = 5.0

@@ -20,7 +20,7 @@ from ..validation import describe, strict_converter
 T = TypeVar("T")
 
 API_KEY_ENV = "RTSERVER_API_KEY"
-_CONVERTER = strict_converter()
+CONVERTER = strict_converter()
 
 Handler = Callable[[Request, list[str]], Awaitable[Response]]
 
@@ -47,7 +47,7 @@ def parse_body(request: Request, kind: type[T]) -> T:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     try:
-        return _CONVERTER.structure(data, kind)
+        return CONVERTER.structure(data, kind)
     except cattrs.BaseValidationError as exc:
         raise ApiError(400, "invalid_body", "; ".join(describe(exc, root="body"))) from None
     except (ValueError, TypeError) as exc:

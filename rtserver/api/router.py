@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import unquote
 
 from ..auth.guard import Guard
 from ..http.messages import Request, Response, error_response
+from ..metrics import Stats
+from ..presence import Presence
+from ..socketio.server import SocketIOServer
 from ..store import Store
 from .admin import AdminRoutes
 from .common import ApiError, CallerAuth, Handler
+from .publish import PublishRoutes
+from .status import StatusRoutes
 
 log = logging.getLogger("rtserver.api")
 
@@ -19,10 +25,20 @@ PREFIX = "/api/v1/"
 class ApiRouter:
     """Routes are ``(method, pattern)``; a ``*`` segment is passed as a parameter."""
 
-    def __init__(self, guard: Guard, store: Store) -> None:
+    def __init__(
+        self, guard: Guard, store: Store, sio: SocketIOServer, presence: Presence, stats: Stats, sessions: Any
+    ) -> None:
         self._auth = CallerAuth(guard)
         admin = AdminRoutes(guard, store)
+        publish = PublishRoutes(sio)
+        self.status = StatusRoutes(sio, presence, stats, sessions)
         self._routes: dict[tuple[str, tuple[str, ...]], Handler] = {}
+        self.add("POST", "emit", publish.emit)
+        self.add("POST", "emit/batch", publish.batch)
+        self.add("POST", "rooms", publish.rooms)
+        self.add("POST", "disconnect", publish.disconnect)
+        self.add("GET", "status", self.status.status)
+        self.add("GET", "presence", self.status.presence)
         self.add("POST", "admin/revoke", admin.revoke)
         self.add("GET", "admin/users", admin.list_users)
         self.add("POST", "admin/users", admin.add_user)

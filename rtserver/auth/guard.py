@@ -60,7 +60,6 @@ class Guard:
         self._per_address = Tally()
         self._per_user = Tally()
         self._sockets_by_user: dict[str, set[Socket]] = defaultdict(set)
-        self.nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------ engine level
     def admit(self, request: Request) -> Refusal | None:
@@ -118,7 +117,6 @@ class Guard:
         if identity.device:
             socket.join(f"device:{identity.device}")
             self._device_tenants[identity.device] = identity.tenant
-            self._save_device(identity, "online")
         if self.auth.enabled and identity.expires_at is not None:
             socket.client.session.start_soon(self._expire, socket, identity.expires_at)
 
@@ -132,15 +130,6 @@ class Guard:
             sockets.discard(socket)
             if not sockets:
                 del self._sockets_by_user[identity.user]
-        if identity.device:
-            self._save_device(identity, "offline")
-
-    def _save_device(self, identity: Identity, status: str) -> None:
-        if self.store is None or self.nursery is None or identity.device is None:
-            return
-        self.nursery.start_soon(
-            self.store.save_device, identity.device, identity.tenant, identity.user, status, time.time()
-        )
 
     async def _expire(self, socket: Socket, expires_at: float) -> None:
         await trio.sleep(max(0.0, expires_at + self.auth.leeway - time.time()))

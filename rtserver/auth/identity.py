@@ -10,6 +10,8 @@ import attrs
 from ..config import ClaimsConfig
 from .errors import Refusal
 
+ANONYMOUS_PREFIX = "anonymous:"
+
 
 @attrs.frozen
 class Identity:
@@ -23,6 +25,10 @@ class Identity:
     #: The connection's presented device, when it owns it.
     device: str | None = None
     claims: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user.startswith(ANONYMOUS_PREFIX)
 
     def has_role(self, roles: tuple[str, ...] | frozenset[str]) -> bool:
         return not self.roles.isdisjoint(roles)
@@ -78,4 +84,4 @@ def from_claims(claims: Mapping[str, Any], names: ClaimsConfig) -> Identity:
 
 def anonymous(sid: str) -> Identity:
     """The identity of a connection when authentication is switched off."""
-    return Identity(user=f"anonymous:{sid}")
+    return Identity(user=ANONYMOUS_PREFIX + sid)

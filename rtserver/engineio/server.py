@@ -14,6 +14,7 @@ import trio_websocket
 from ..auth.errors import Refusal
 from ..config import EngineIOConfig
 from ..http.messages import Request, Response, json_response
+from ..metrics import Stats
 from . import packets
 from .errors import EngineError
 from .packets import EngineProtocolError
@@ -45,13 +46,14 @@ class EngineServer:
         open_handler: Callable[[Session], SessionHandler],
         nursery: trio.Nursery,
         gate: Gate | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.config = config
+        self.stats = stats if stats is not None else Stats()
         self._open_handler = open_handler
         self._gate = gate
         self._nursery = nursery
         self.sessions: dict[str, Session] = {}
-        self.metrics_overflow = 0
         self._open_packet_fields = {
             "upgrades": ["websocket"],
             "pingInterval": int(config.ping_interval * 1000),
@@ -71,6 +73,7 @@ class EngineServer:
         refusal = self._gate.admit(request) if self._gate is not None else None
         if refusal is None:
             return None
+        self.stats.refusals[refusal.code] += 1
         return json_response(refusal.status, refusal.as_dict(), cors)
 
     def _cors_headers(self, request: Request) -> tuple[tuple[str, str], ...]:
@@ -123,6 +126,7 @@ class EngineServer:
         sid = secrets.token_urlsafe(15)
         session = Session(self, sid, request, transport)
         self.sessions[sid] = session
+        self.stats.handshakes[transport] += 1
         open_packet = "0" + orjson.dumps({"sid": sid, **self._open_packet_fields}).decode()
         log.info(
             "connection opened",

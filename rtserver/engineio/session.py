@@ -84,7 +84,7 @@ class Session:
         except trio.WouldBlock:
             if not volatile:
                 log.warning("slow consumer: outbox full, closing", extra={"fields": {"sid": self.sid}})
-                self.server.metrics_overflow += 1
+                self.server.stats.overflows += 1
                 self.abort("slow consumer", ws_code=1008)
             return False
         except trio.ClosedResourceError:
@@ -127,6 +127,9 @@ class Session:
     # ------------------------------------------------------------ inbound
     async def receive_frame(self, frame: str | bytes) -> None:
         """Handle one frame from the client (either transport)."""
+        stats = self.server.stats
+        stats.messages_in += 1
+        stats.bytes_in += len(frame)
         if isinstance(frame, bytes):
             await self._in_send.send(frame)
             return

@@ -137,6 +137,7 @@ class Client:
         if refused is not None or self.session.close_reason is not None:
             guard.detach(socket)
             self.server.hub.remove(socket)
+            socket.release_held(send=False)
             if refused is not None:
                 self._refuse_connect(namespace, *refused)
             return
@@ -144,8 +145,12 @@ class Client:
         self._ever_connected = True
         self.sockets[namespace] = socket
         self.send_packet(Packet(PacketType.CONNECT, namespace, {"sid": socket.sid}))
+        socket.release_held(send=True)
+        for listener in self.server.listeners:
+            listener.connected(socket)
 
     def _refuse_connect(self, namespace: str, code: str, payload: dict[str, Any]) -> None:
+        self.server.hub.stats.refusals[code] += 1
         log.info(
             "connection refused",
             extra={"fields": {"sid": self.session.sid, "namespace": namespace, "code": code}},
@@ -203,6 +208,8 @@ class Client:
         for scope in self._running.pop(socket, ()):
             scope.cancel()
         self.server.guard.detach(socket)
+        for listener in self.server.listeners:
+            listener.disconnected(socket, reason)
         socket.fail_acks()
         self.server.hub.remove(socket)
         self.server.app.run_disconnect(socket, reason)

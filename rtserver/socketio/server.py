@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -15,6 +15,11 @@ from ..hub import Hub
 from .client import Client
 from .socket import Socket, event_frames
 
+
+class SocketListener(Protocol):
+    def connected(self, socket: Socket) -> None: ...
+
+    def disconnected(self, socket: Socket, reason: str) -> None: ...
 
 
 def _names(value: str | Iterable[str] | None) -> list[str] | None:
@@ -35,6 +40,8 @@ class SocketIOServer:
         self.builtins = App()
         #: Runs disconnect handlers, which outlive the session that ended.
         self.nursery = nursery
+        #: Told of every socket that connects or disconnects (presence, ...).
+        self.listeners: list[SocketListener] = []
 
     def open_client(self, session: Session) -> Client:
         return Client(self, session)

@@ -55,6 +55,9 @@ class Socket:
         self.identity: Identity | None = None
         self._ack_ids = itertools.count()
         self._acks: dict[int, trio.MemorySendChannel[list[Any]]] = {}
+        #: While connect handlers run, what is sent to the socket waits here so
+        #: it reaches the client after the CONNECT answer; None once decided.
+        self._held: list[tuple[tuple[Frame, ...], bool]] | None = []
 
     def __repr__(self) -> str:
         return f"<Socket {self.sid} {self.namespace_name}>"
@@ -70,12 +73,28 @@ class Socket:
 
     # ------------------------------------------------------------- hub side
     def deliver(self, frames: tuple[Frame, ...], volatile: bool) -> bool:
+        if self._held is not None:
+            self._held.append((frames, volatile))
+            return True
         return self.client.session.send(frames, volatile)
+
+    def release_held(self, send: bool) -> None:
+        """End the connecting phase: send (or, when refused, drop) what waited."""
+        held, self._held = self._held, None
+        if send and held:
+            for frames, volatile in held:
+                self.client.session.send(frames, volatile)
 
     # ------------------------------------------------------------ app side
     def emit(self, event: str, *args: Any, volatile: bool = False) -> bool:
         """Send an event to this socket; never blocks."""
-        return self.deliver(event_frames(self.namespace_name, event, args), volatile)
+        if not self.connected and self._held is None:
+            return False
+        frames = event_frames(self.namespace_name, event, args)
+        if not self.deliver(frames, volatile):
+            return False
+        self.client.server.hub.stats.sent(1, frames)
+        return True
 
     async def call(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Emit and wait for the client's ack; raises ``trio.TooSlowError`` on timeout.
@@ -100,6 +119,7 @@ class Socket:
     def refuse(self, refusal: Refusal, event: Any, ack_id: int | None) -> None:
         """Answer a refused client event: in its ack when it asked for one,
         otherwise with the configured error event."""
+        self.client.server.hub.stats.refusals[refusal.code] += 1
         if ack_id is not None:
             self.deliver(to_frames(Packet(PacketType.ACK, self.namespace_name, [{"error": refusal.as_dict()}], ack_id)), False)
         else:

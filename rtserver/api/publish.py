@@ -1,0 +1,147 @@
+"""Publishing routes: emit, batch emit, server-side join/leave/disconnect.
+
+Targets are named the way the seed applications think of them; each maps to
+a room: ``room``/``rooms`` as given, ``user`` -> ``user:{u}``, ``device`` ->
+``device:{d}``, ``tenant`` -> ``tenant:{t}``.  Several may be combined (the
+union is reached).  A request with no target is refused unless it says
+``"broadcast": true``, so a forgotten field never reaches every tenant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ..http.messages import Request, Response
+from ..socketio.server import SocketIOServer
+from .common import CONVERTER, ApiError, ok, parse_body
+
+_MAX_BATCH = 1000
+
+
+@attrs.frozen
+class Target:
+    namespace: str = "/"
+    room: str | None = None
+    rooms: tuple[str, ...] = ()
+    user: str | None = None
+    device: str | None = None
+    tenant: str | None = None
+    broadcast: bool = False
+    #: Rooms or socket ids left out.
+    except_: tuple[str, ...] = ()
+
+    def resolve(self, sio: SocketIOServer) -> list[str] | None:
+        """The rooms aimed at (None: the whole namespace), or ApiError."""
+        if not sio.namespace_allowed(self.namespace):
+            raise ApiError(400, "unknown_namespace", f"namespace: {self.namespace!r} is not served")
+        rooms = list(self.rooms)
+        if self.room is not None:
+            rooms.append(self.room)
+        if self.user is not None:
+            rooms.append(f"user:{self.user}")
+        if self.device is not None:
+            rooms.append(f"device:{self.device}")
+        if self.tenant is not None:
+            rooms.append(f"tenant:{self.tenant}")
+        if any(not r for r in rooms):
+            raise ApiError(400, "invalid_body", "rooms: a room name may not be empty")
+        if rooms:
+            return rooms
+        if self.broadcast:
+            return None
+        raise ApiError(400, "invalid_body", "give a target: room, rooms, user, device or tenant (or broadcast: true)")
+
+
+@attrs.frozen
+class EmitRequest(Target):
+    event: str = attrs.field(default="", validator=attrs.validators.min_len(1))
+    data: Any = None
+    #: Several event arguments instead of the single ``data``.
+    args: tuple[Any, ...] | None = None
+    volatile: bool = False
+
+    def arguments(self) -> tuple[Any, ...]:
+        if self.args is not None:
+            return tuple(self.args)
+        return () if self.data is None else (self.data,)
+
+
+@attrs.frozen
+class BatchRequest:
+    messages: tuple[EmitRequest, ...] = attrs.field(validator=attrs.validators.max_len(_MAX_BATCH))
+
+
+@attrs.frozen
+class RoomsRequest(Target):
+    join: tuple[str, ...] = ()
+    leave: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class DisconnectRequest(Target):
+    #: True: drop the transport so clients reconnect; False: a protocol
+    #: disconnect, after which stock clients stay away.
+    reconnect: bool = False
+
+
+def _register(kind: type) -> None:
+    # "except" is a Python keyword: the JSON key maps to the field except_.
+    CONVERTER.register_structure_hook(
+        kind,
+        make_dict_structure_fn(kind, CONVERTER, _cattrs_forbid_extra_keys=True, except_=override(rename="except")),
+    )
+
+
+for _kind in (EmitRequest, RoomsRequest, DisconnectRequest):
+    _register(_kind)
+
+
+class PublishRoutes:
+    def __init__(self, sio: SocketIOServer) -> None:
+        self._sio = sio
+
+    def _emit(self, body: EmitRequest) -> int:
+        rooms = body.resolve(self._sio)
+        return self._sio.emit(
+            body.event, *body.arguments(), to=rooms, namespace=body.namespace, skip=body.except_, volatile=body.volatile
+        )
+
+    async def emit(self, request: Request, params: list[str]) -> Response:
+        body: EmitRequest = parse_body(request, EmitRequest)
+        return ok({"delivered": self._emit(body)})
+
+    async def batch(self, request: Request, params: list[str]) -> Response:
+        body: BatchRequest = parse_body(request, BatchRequest)
+        for index, message in enumerate(body.messages):
+            try:
+                message.resolve(self._sio)
+            except ApiError as exc:
+                raise ApiError(exc.status, exc.code, f"messages[{index}]: {exc.message}") from None
+        return ok({"results": [{"delivered": self._emit(m)} for m in body.messages]})
+
+    def _targets(self, body: Target) -> list[Any]:
+        rooms = body.resolve(self._sio)
+        return list(self._sio.hub.members(body.namespace, rooms, body.except_))
+
+    async def rooms(self, request: Request, params: list[str]) -> Response:
+        body: RoomsRequest = parse_body(request, RoomsRequest)
+        if not body.join and not body.leave:
+            raise ApiError(400, "invalid_body", "give join and/or leave: lists of room names")
+        sockets = self._targets(body)
+        for socket in sockets:
+            socket.join(*body.join)
+            socket.leave(*body.leave)
+        return ok({"sockets": len(sockets)})
+
+    async def disconnect(self, request: Request, params: list[str]) -> Response:
+        body: DisconnectRequest = parse_body(request, DisconnectRequest)
+        sockets = self._targets(body)
+        for socket in sockets:
+            if body.reconnect:
+                socket.close_connection("disconnected by the API")
+            else:
+                socket.disconnect()
+        return ok({"disconnected": len(sockets)})
