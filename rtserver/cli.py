@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, token, revoke, users."""
+"""Command line: serve, check-config, token, revoke, publish, users."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from . import config as config_mod
 from . import logs
 from .app import App
 from .auth import tokens
+from .auth.identity import set_claim
 from .auth.keys import KeyRing, KeySetupError
 from .server import serve_until_signal
 from .store import Store, StoreError
@@ -80,14 +81,30 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--user", required=True)
     revoke.add_argument("--url", help="server base URL (default: from server.host and server.port)")
 
+    publish = with_config(sub.add_parser("publish", help="emit an event through the running server's HTTP API"))
+    publish.add_argument("--event", required=True)
+    publish.add_argument("--data", help="the event's argument, as JSON")
+    publish.add_argument("--room", help="a room")
+    publish.add_argument("--user", help="a user (room user:U)")
+    publish.add_argument("--device", help="a device (room device:D)")
+    publish.add_argument("--tenant", help="a tenant (room tenant:T)")
+    publish.add_argument("--broadcast", action="store_true", help="the whole namespace")
+    publish.add_argument("--except", dest="exclude", action="append", default=[], help="a room or socket id to leave out")
+    publish.add_argument("--namespace", default="/")
+    publish.add_argument("--url", help="server base URL (default: from server.host and server.port)")
+
     users = with_config(sub.add_parser("users", help="manage the known-users table"))
     users_sub = users.add_subparsers(dest="users_command", required=True)
-    add = users_sub.add_parser("add")
+    # --config is also accepted after the subcommand (`users add alice --config F`);
+    # SUPPRESS keeps the one given before it when it is not repeated.
+    config_after = argparse.ArgumentParser(add_help=False)
+    config_after.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add = users_sub.add_parser("add", parents=[config_after])
     add.add_argument("user")
     add.add_argument("--tenant")
-    remove = users_sub.add_parser("remove")
+    remove = users_sub.add_parser("remove", parents=[config_after])
     remove.add_argument("user")
-    users_sub.add_parser("list")
+    users_sub.add_parser("list", parents=[config_after])
     return parser
 
 
@@ -125,15 +142,16 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
 
 def _claims(args: argparse.Namespace, config: config_mod.Config) -> dict[str, Any]:
     names = config.auth.claims
-    claims: dict[str, Any] = {names.user: args.sub}
-    if args.tenant:
-        claims[names.tenant] = args.tenant
-    if args.role:
-        claims[names.roles] = args.role
-    if args.device:
-        claims[names.devices] = args.device
-    if args.token_version is not None:
-        claims[names.token_version] = args.token_version
+    claims: dict[str, Any] = {}
+    set_claim(claims, names.user, args.sub)
+    for path, value in (
+        (names.tenant, args.tenant),
+        (names.roles, args.role),
+        (names.devices, args.device),
+        (names.token_version, args.token_version),
+    ):
+        if value:
+            set_claim(claims, path, value)
     if config.auth.issuer:
         claims["iss"] = config.auth.issuer
     if config.auth.audience:
@@ -169,31 +187,71 @@ def _admin_credential(config: config_mod.Config) -> str:
     keys = KeyRing(config.auth, config.server.data_dir)
     keys.reload()
     names = config.auth.claims
-    claims = {names.user: "rtserver-cli", names.roles: [config.auth.admin_roles[0]]}
+    claims: dict[str, Any] = {}
+    set_claim(claims, names.user, "rtserver-cli")
+    set_claim(claims, names.roles, [config.auth.admin_roles[0]])
     return tokens.mint(keys, claims, 60)
 
 
-def _revoke(args: argparse.Namespace, config: config_mod.Config) -> int:
+def _post(config: config_mod.Config, base_url: str | None, path: str, body: dict[str, Any]) -> tuple[int, str]:
+    """POST JSON to the running server's API; (status, body text).  Raises OSError
+    when the server cannot be reached."""
     host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    url = (args.url or f"http://{host}:{config.server.port}").rstrip("/") + "/api/v1/admin/revoke"
+    url = (base_url or f"http://{host}:{config.server.port}").rstrip("/") + path
     request = urllib.request.Request(
         url,
-        data=orjson.dumps({"user": args.user}),
+        data=orjson.dumps(body),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {_admin_credential(config)}"},
         method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            print(response.read().decode())
-            return 0
+            return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
-        print(f"server refused: {exc.code} {exc.read().decode()}", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError):
+        return exc.code, exc.read().decode()
+    except urllib.error.URLError as exc:
+        raise OSError(str(exc.reason)) from None
+
+
+def _revoke(args: argparse.Namespace, config: config_mod.Config) -> int:
+    try:
+        status, text = _post(config, args.url, "/api/v1/admin/revoke", {"user": args.user})
+    except OSError:
         # Not running: raise the version in the store; it applies at the next start.
         version = Store.open_sync(config.server.data_dir).bump_token_version_sync(args.user)
         print(orjson.dumps({"user": args.user, "tokenVersion": version, "disconnected": 0, "server": "not running"}).decode())
         return 0
+    return _report(status, text)
+
+
+def _report(status: int, text: str) -> int:
+    if status >= 400:
+        print(f"server refused: {status} {text}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+def _publish(args: argparse.Namespace, config: config_mod.Config) -> int:
+    try:
+        data = orjson.loads(args.data) if args.data is not None else None
+    except orjson.JSONDecodeError:
+        print("--data is not valid JSON", file=sys.stderr)
+        return EXIT_CONFIG
+    body: dict[str, Any] = {"event": args.event, "namespace": args.namespace, "data": data}
+    for field in ("room", "user", "device", "tenant"):
+        if getattr(args, field) is not None:
+            body[field] = getattr(args, field)
+    if args.exclude:
+        body["except"] = args.exclude
+    if args.broadcast:
+        body["broadcast"] = True
+    try:
+        status, text = _post(config, args.url, "/api/v1/emit", body)
+    except OSError as exc:
+        print(f"cannot reach the server: {exc}", file=sys.stderr)
+        return 1
+    return _report(status, text)
 
 
 def _users(args: argparse.Namespace, config: config_mod.Config) -> int:
@@ -221,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: ok")
         return 0
-    commands = {"serve": _serve, "token": _token, "revoke": _revoke, "users": _users}
+    commands = {"serve": _serve, "token": _token, "revoke": _revoke, "publish": _publish, "users": _users}
     try:
         return commands[args.command](args, config)
     except (KeySetupError, StoreError) as exc:

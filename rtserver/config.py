@@ -187,6 +187,22 @@ class PresenceConfig:
     status_event: str = "presence:status"
 
 
+FEATURE_NAMES = ("deployments", "actions", "signage", "chat", "notifications")
+
+
+@attrs.frozen
+class FeaturesConfig:
+    """The seed applications' vocabularies (rtserver/features/); each table is
+    checked by its feature module."""
+
+    enabled: tuple[str, ...] = attrs.field(default=(), validator=v.deep_iterable(v.in_(FEATURE_NAMES)))
+    deployments: dict[str, Any] = attrs.Factory(dict)
+    actions: dict[str, Any] = attrs.Factory(dict)
+    signage: dict[str, Any] = attrs.Factory(dict)
+    chat: dict[str, Any] = attrs.Factory(dict)
+    notifications: dict[str, Any] = attrs.Factory(dict)
+
+
 @attrs.frozen
 class AppConfig:
     #: ``package.module:attribute`` of an :class:`rtserver.App` to load.
@@ -203,6 +219,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     channels: ChannelsConfig = ChannelsConfig()
     presence: PresenceConfig = PresenceConfig()
+    features: FeaturesConfig = FeaturesConfig()
     app: AppConfig = AppConfig()
 
 
@@ -231,9 +248,13 @@ def unstructure(config: Config) -> dict[str, Any]:
 def structure(data: Mapping[str, Any]) -> Config:
     """Turn parsed TOML into a :class:`Config`, or raise :class:`ConfigError`."""
     try:
-        return _CONVERTER.structure(data, Config)
+        config = _CONVERTER.structure(data, Config)
     except cattrs.BaseValidationError as exc:
         raise ConfigError(describe(exc)) from None
+    from .features import settings_for  # features import this module
+
+    settings_for(config)  # raises ConfigError for a bad feature table
+    return config
 
 
 def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from . import channels
+from . import channels, features
 from .api.router import ApiRouter
 from .app import App
 from .auth.guard import Guard
@@ -21,6 +21,7 @@ from .http.server import HttpServer
 from .hub import Hub
 from .metrics import Stats
 from .presence import Presence
+from .retained import Retained
 from .routes import Router
 from .socketio.server import SocketIOServer
 from .store import Store
@@ -128,6 +129,10 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
             stats.bind_gauges(lambda: _gauges(engine, hub))
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
+            retained = await Retained.load(store)
+            features.install_all(
+                features.Context(config, sio.builtins, app, sio, guard, presence, store, retained, api)
+            )
             http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats))
             app.bind(sio)
             accept_scope = trio.CancelScope()

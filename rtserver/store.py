@@ -28,6 +28,16 @@ MIGRATIONS: list[str] = [
         device_id TEXT PRIMARY KEY, tenant TEXT, owner TEXT, status TEXT, last_seen REAL
     );
     """,
+    """
+    CREATE TABLE retained (
+        room TEXT NOT NULL, event TEXT NOT NULL, payload BLOB NOT NULL, updated_at REAL NOT NULL,
+        PRIMARY KEY (room, event)
+    );
+    CREATE TABLE backlog (
+        room TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, payload BLOB NOT NULL,
+        PRIMARY KEY (room, seq)
+    );
+    """,
 ]
 
 
@@ -139,3 +149,46 @@ class Store:
 
     async def save_device(self, device: str, tenant: str | None, owner: str, status: str, seen: float) -> None:
         await self._run(self.save_device_sync, device, tenant, owner, status, seen)
+
+    # ---------------------------------------------------------- retained
+    def retained_sync(self) -> list[tuple[str, str, bytes]]:
+        return self._db.execute("SELECT room, event, payload FROM retained ORDER BY updated_at").fetchall()
+
+    async def retained(self) -> list[tuple[str, str, bytes]]:
+        return await self._run(self.retained_sync)
+
+    def keep_sync(self, room: str, event: str, payload: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO retained (room, event, payload, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(room, event) DO UPDATE SET payload = excluded.payload, updated_at = excluded.updated_at",
+            (room, event, payload, time.time()),
+        )
+
+    async def keep(self, room: str, event: str, payload: bytes) -> None:
+        await self._run(self.keep_sync, room, event, payload)
+
+    def backlog_sync(self) -> list[tuple[str, int, str, bytes]]:
+        return self._db.execute("SELECT room, seq, event, payload FROM backlog ORDER BY room, seq").fetchall()
+
+    async def backlog(self) -> list[tuple[str, int, str, bytes]]:
+        return await self._run(self.backlog_sync)
+
+    def append_sync(self, room: str, seq: int, event: str, payload: bytes, limit: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO backlog (room, seq, event, payload) VALUES (?, ?, ?, ?)", (room, seq, event, payload)
+            )
+            self._db.execute("DELETE FROM backlog WHERE room = ? AND seq <= ?", (room, seq - limit))
+
+    async def append(self, room: str, seq: int, event: str, payload: bytes, limit: int) -> None:
+        await self._run(self.append_sync, room, seq, event, payload, limit)
+
+    def forget_room_sync(self, room: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM retained WHERE room = ?", (room,))
+            self._db.execute("DELETE FROM backlog WHERE room = ?", (room,))
+
+    async def forget_room(self, room: str) -> None:
+        await self._run(self.forget_room_sync, room)

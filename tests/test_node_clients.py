@@ -468,9 +468,7 @@ def disconnect_app() -> tuple[App, list[tuple[str, str]]]:
 
 
 @pytest.mark.parametrize("transport", ["polling", "websocket"])
-async def test_server_closes_transport_client_reconnects(
-    start_server: StartServer, node: Node, transport: str
-) -> None:
+async def test_server_closes_transport_client_reconnects(start_server: StartServer, node: Node, transport: str) -> None:
     app, disconnects = disconnect_app()
     server = await start_server(app)
     result = ok(
@@ -597,7 +595,11 @@ async def test_messages_keep_order_across_upgrade(start_server: StartServer, nod
             scripted(
                 steps=[{"emit": ["burst", count]}]
                 + [{"emit": ["seq", i]} for i in range(count)]
-                + [{"wait": "seq_back", "count": count}, {"waitTransport": "websocket"}, {"emit": ["seq", -1], "ack": True}]
+                + [
+                    {"wait": "seq_back", "count": count},
+                    {"waitTransport": "websocket"},
+                    {"emit": ["seq", -1], "ack": True},
+                ]
             ),
         )
     )
@@ -636,4 +638,6 @@ async def test_namespaces_multiplexed_on_one_connection(start_server: StartServe
     assert {e["namespace"]: e["args"] for e in result.of("ack")} == {
         ns: [[ns, connects[ns]["id"]]] for ns in ("/", "/admin")
     }
-    assert result.of("connect_error") == [{"type": "connect_error", "namespace": "/nope", "message": "Invalid namespace"}]
+    assert result.of("connect_error") == [
+        {"type": "connect_error", "namespace": "/nope", "message": "Invalid namespace"}
+    ]

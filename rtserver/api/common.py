@@ -7,13 +7,13 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 import orjson
 
-from ..auth import tokens
 from ..auth.errors import Refusal
 from ..auth.guard import Guard
-from ..auth.identity import from_claims
+from ..auth.identity import Identity
 from ..http.messages import Request, Response, error_response, json_response
 from ..validation import describe, strict_converter
 
@@ -22,7 +22,6 @@ T = TypeVar("T")
 API_KEY_ENV = "RTSERVER_API_KEY"
 CONVERTER = strict_converter()
 
-Handler = Callable[[Request, list[str]], Awaitable[Response]]
 
 
 class ApiError(Exception):
@@ -58,8 +57,26 @@ def ok(payload: Any, status: int = 200) -> Response:
     return json_response(status, payload)
 
 
+@attrs.frozen
+class Call:
+    """One API request as a handler sees it."""
+
+    request: Request
+    params: list[str]
+    #: The verified JWT identity, or None for a caller with an API key (trusted).
+    caller: Identity | None
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+#: Who may call a route: "admin" (API key or admin JWT), "user" (API key or any
+#: valid JWT), "public" (anyone).
+Access = str
+
+
 class CallerAuth:
-    """Server-to-server callers: an API key (config or RTSERVER_API_KEY) or an admin JWT."""
+    """Server-to-server callers use an API key (config or RTSERVER_API_KEY);
+    people use their JWT, with the same checks as a socket connection."""
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
@@ -68,22 +85,24 @@ class CallerAuth:
             keys.append(os.environ[API_KEY_ENV])
         self._api_keys = [k.encode() for k in keys if k]
 
-    def check(self, request: Request) -> None:
+    async def check(self, request: Request, access: Access) -> Identity | None:
+        if access == "public":
+            return None
         presented = request.headers.get("x-api-key", "")
         scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
         if not presented and scheme.lower() == "bearer":
             presented = bearer.strip()
         if not presented:
-            raise ApiError(401, "auth_required", "an API key or admin token is required")
+            raise ApiError(401, "auth_required", "an API key or a token is required")
         candidate = presented.encode()
         if any(hmac.compare_digest(candidate, key) for key in self._api_keys):
-            return
-        keys = self._guard.keys
-        if keys is None or presented.count(".") != 2:
+            return None
+        if presented.count(".") != 2:
             raise ApiError(401, "token_invalid", "the API key or token is not valid")
         try:
-            identity = from_claims(tokens.verify(presented, keys, self._guard.auth), self._guard.auth.claims)
+            identity = await self._guard.identify(presented)
         except Refusal as refusal:
             raise ApiError(401, refusal.code, refusal.message) from None
-        if not identity.has_role(self._guard.auth.admin_roles):
+        if access == "admin" and not identity.has_role(self._guard.auth.admin_roles):
             raise ApiError(403, "forbidden", "the token does not carry an admin role")
+        return identity

@@ -14,9 +14,9 @@ from typing import Any
 import attrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from ..http.messages import Request, Response
+from ..http.messages import Response
 from ..socketio.server import SocketIOServer
-from .common import CONVERTER, ApiError, ok, parse_body
+from .common import CONVERTER, ApiError, Call, ok, parse_body
 
 _MAX_BATCH = 1000
 
@@ -109,12 +109,12 @@ class PublishRoutes:
             body.event, *body.arguments(), to=rooms, namespace=body.namespace, skip=body.except_, volatile=body.volatile
         )
 
-    async def emit(self, request: Request, params: list[str]) -> Response:
-        body: EmitRequest = parse_body(request, EmitRequest)
+    async def emit(self, call: Call) -> Response:
+        body: EmitRequest = parse_body(call.request, EmitRequest)
         return ok({"delivered": self._emit(body)})
 
-    async def batch(self, request: Request, params: list[str]) -> Response:
-        body: BatchRequest = parse_body(request, BatchRequest)
+    async def batch(self, call: Call) -> Response:
+        body: BatchRequest = parse_body(call.request, BatchRequest)
         for index, message in enumerate(body.messages):
             try:
                 message.resolve(self._sio)
@@ -126,8 +126,8 @@ class PublishRoutes:
         rooms = body.resolve(self._sio)
         return list(self._sio.hub.members(body.namespace, rooms, body.except_))
 
-    async def rooms(self, request: Request, params: list[str]) -> Response:
-        body: RoomsRequest = parse_body(request, RoomsRequest)
+    async def rooms(self, call: Call) -> Response:
+        body: RoomsRequest = parse_body(call.request, RoomsRequest)
         if not body.join and not body.leave:
             raise ApiError(400, "invalid_body", "give join and/or leave: lists of room names")
         sockets = self._targets(body)
@@ -136,8 +136,8 @@ class PublishRoutes:
             socket.leave(*body.leave)
         return ok({"sockets": len(sockets)})
 
-    async def disconnect(self, request: Request, params: list[str]) -> Response:
-        body: DisconnectRequest = parse_body(request, DisconnectRequest)
+    async def disconnect(self, call: Call) -> Response:
+        body: DisconnectRequest = parse_body(call.request, DisconnectRequest)
         sockets = self._targets(body)
         for socket in sockets:
             if body.reconnect:

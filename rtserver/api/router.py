@@ -1,4 +1,4 @@
-"""Dispatch of ``/api/v1/...`` requests to their handlers."""
+"""Dispatch of ``/api/...`` requests to their handlers."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ from ..presence import Presence
 from ..socketio.server import SocketIOServer
 from ..store import Store
 from .admin import AdminRoutes
-from .common import ApiError, CallerAuth, Handler
+from .common import Access, ApiError, Call, CallerAuth, Handler
 from .publish import PublishRoutes
 from .status import StatusRoutes
 
 log = logging.getLogger("rtserver.api")
 
-PREFIX = "/api/v1/"
+PREFIX = "/api/"
+V1 = "/api/v1/"
 
 
 class ApiRouter:
-    """Routes are ``(method, pattern)``; a ``*`` segment is passed as a parameter."""
+    """Routes are ``(method, path pattern)``; a ``*`` segment becomes a parameter."""
 
     def __init__(
         self, guard: Guard, store: Store, sio: SocketIOServer, presence: Presence, stats: Stats, sessions: Any
@@ -32,25 +33,26 @@ class ApiRouter:
         admin = AdminRoutes(guard, store)
         publish = PublishRoutes(sio)
         self.status = StatusRoutes(sio, presence, stats, sessions)
-        self._routes: dict[tuple[str, tuple[str, ...]], Handler] = {}
-        self.add("POST", "emit", publish.emit)
-        self.add("POST", "emit/batch", publish.batch)
-        self.add("POST", "rooms", publish.rooms)
-        self.add("POST", "disconnect", publish.disconnect)
-        self.add("GET", "status", self.status.status)
-        self.add("GET", "presence", self.status.presence)
-        self.add("POST", "admin/revoke", admin.revoke)
-        self.add("GET", "admin/users", admin.list_users)
-        self.add("POST", "admin/users", admin.add_user)
-        self.add("DELETE", "admin/users/*", admin.remove_user)
+        self._routes: dict[tuple[str, tuple[str, ...]], tuple[Handler, Access]] = {}
+        self.add("POST", V1 + "emit", publish.emit)
+        self.add("POST", V1 + "emit/batch", publish.batch)
+        self.add("POST", V1 + "rooms", publish.rooms)
+        self.add("POST", V1 + "disconnect", publish.disconnect)
+        self.add("GET", V1 + "status", self.status.status)
+        self.add("GET", V1 + "presence", self.status.presence)
+        self.add("POST", V1 + "admin/revoke", admin.revoke)
+        self.add("GET", V1 + "admin/users", admin.list_users)
+        self.add("POST", V1 + "admin/users", admin.add_user)
+        self.add("DELETE", V1 + "admin/users/*", admin.remove_user)
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
-        self._routes[(method, tuple(pattern.split("/")))] = handler
+    def add(self, method: str, path: str, handler: Handler, access: Access = "admin") -> None:
+        """Add a route; ``access`` is "admin", "user" or "public" (see CallerAuth)."""
+        self._routes[(method, tuple(path.strip("/").split("/")))] = (handler, access)
 
-    def _match(self, method: str, path: str) -> tuple[Handler | None, list[str], bool]:
-        segments = [unquote(s) for s in path.removeprefix(PREFIX).split("/")]
+    def _match(self, method: str, path: str) -> tuple[tuple[Handler, Access] | None, list[str], bool]:
+        segments = [unquote(s) for s in path.strip("/").split("/")]
         path_known = False
-        for (route_method, pattern), handler in self._routes.items():
+        for (route_method, pattern), route in self._routes.items():
             if len(pattern) != len(segments):
                 continue
             params = []
@@ -62,17 +64,18 @@ class ApiRouter:
             else:
                 path_known = True
                 if route_method == method:
-                    return handler, params, True
+                    return route, params, True
         return None, [], path_known
 
     async def handle(self, request: Request) -> Response:
-        handler, params, path_known = self._match(request.method, request.path)
-        if handler is None:
+        route, params, path_known = self._match(request.method, request.path)
+        if route is None:
             if path_known:
                 return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
             return error_response(404, "not_found", f"no route for {request.path}")
+        handler, access = route
         try:
-            self._auth.check(request)
-            return await handler(request, params)
+            caller = await self._auth.check(request, access)
+            return await handler(Call(request, params, caller))
         except ApiError as exc:
             return exc.response()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..http.messages import Request, Response
+from ..http.messages import Response
 from ..metrics import Stats
 from ..presence import Presence
 from ..socketio.server import SocketIOServer
 from ..version import __version__
-from .common import ApiError, ok
+from .common import ApiError, Call, ok
 
 
 class StatusRoutes:
@@ -42,16 +42,16 @@ class StatusRoutes:
             "onlineUsers": len(self._presence.users.counts),
         }
 
-    async def status(self, request: Request, params: list[str]) -> Response:
+    async def status(self, call: Call) -> Response:
         return ok(self.snapshot())
 
-    async def presence(self, request: Request, params: list[str]) -> Response:
-        tenant = request.query.get("tenant")
+    async def presence(self, call: Call) -> Response:
+        tenant = call.request.query.get("tenant")
         if not tenant:
             raise ApiError(400, "invalid_query", "tenant: the tenant query parameter is required")
-        user = request.query.get("user")
+        user = call.request.query.get("user")
         if user:
             return ok(self._presence.user_entry(tenant, user))
-        room = request.query.get("room")
-        namespace = request.query.get("namespace", "/")
+        room = call.request.query.get("room")
+        namespace = call.request.query.get("namespace", "/")
         return ok({"tenant": tenant, "users": self._presence.online_users(tenant, room, namespace)})

@@ -86,11 +86,7 @@ class Guard:
             token = tokens.extract_token(self.auth, socket.auth, request)
             if token is None:
                 raise Refusal("auth_required", "a token is required")
-            identity = from_claims(tokens.verify(token, self.keys, self.auth), self.auth.claims)
-            if self.auth.revocation and identity.token_version < self._token_versions.get(identity.user, 0):
-                raise Refusal("token_revoked", "token has been revoked")
-            if self.auth.check_user_exists and self.store is not None and not await self.store.user_exists(identity.user):
-                raise Refusal("user_unknown", "user is not known")
+            identity = await self.identify(token)
         if self._per_user[identity.user] >= self.limits.max_connections_per_user:
             raise Refusal("too_many_connections", "too many connections for this user", 429)
         device = self._presented_device(socket, request)
@@ -98,6 +94,17 @@ class Guard:
             if device not in identity.devices:
                 raise Refusal("forbidden", "rule device: the token does not own this device", 403)
             identity = attrs.evolve(identity, device=device)
+        return identity
+
+    async def identify(self, token: str) -> Identity:
+        """Verify a token and apply revocation and the user check; raises Refusal."""
+        if self.keys is None:
+            raise Refusal("token_invalid", "tokens are not accepted: authentication is off")
+        identity = from_claims(tokens.verify(token, self.keys, self.auth), self.auth.claims)
+        if self.auth.revocation and identity.token_version < self._token_versions.get(identity.user, 0):
+            raise Refusal("token_revoked", "token has been revoked")
+        if self.auth.check_user_exists and self.store is not None and not await self.store.user_exists(identity.user):
+            raise Refusal("user_unknown", "user is not known")
         return identity
 
     def _presented_device(self, socket: Socket, request: Request) -> str | None:

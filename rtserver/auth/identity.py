@@ -35,13 +35,28 @@ class Identity:
 
 
 def claim(claims: Mapping[str, Any], path: str) -> Any:
-    """``claims["a"]["b"]`` for the path ``a.b``; None when absent."""
-    value: Any = claims
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
+    """``claims["a"]["b"]`` for the path ``a.b``; None when absent.
+
+    ``tenantId|companyId`` tries each alternative in turn, so one server can
+    serve applications that name a claim differently."""
+    for alternative in path.split("|"):
+        value: Any = claims
+        for part in alternative.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                value = None
+                break
+            value = value[part]
+        if value is not None:
+            return value
+    return None
+
+
+def set_claim(claims: dict[str, Any], path: str, value: Any) -> None:
+    """Write ``value`` where :func:`claim` reads it first (the first alternative)."""
+    *parents, last = path.split("|")[0].split(".")
+    for part in parents:
+        claims = claims.setdefault(part, {})
+    claims[last] = value
 
 
 def _names(value: Any) -> frozenset[str]:

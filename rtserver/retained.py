@@ -1,0 +1,73 @@
+"""Retained state: the latest value per (room, event) and bounded backlogs.
+
+What a late joiner must see first: the current deployment status and its
+recent log lines, the latest layout meant for a signage screen.  Kept in
+memory for replay and written through to the store before the caller goes on,
+so what a publisher was told is kept survives a restart.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from .socketio.socket import Socket
+    from .store import Store
+
+
+class Retained:
+    def __init__(self, store: Store | None) -> None:
+        self._store = store
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._backlogs: dict[str, deque[tuple[int, str, Any]]] = {}
+
+    @classmethod
+    async def load(cls, store: Store | None, backlog_limit: int = 1000) -> Retained:
+        retained = cls(store)
+        if store is None:
+            return retained
+        for room, event, payload in await store.retained():
+            retained._latest.setdefault(room, {})[event] = orjson.loads(payload)
+        for room, seq, event, payload in await store.backlog():
+            retained._backlogs.setdefault(room, deque(maxlen=backlog_limit)).append((seq, event, orjson.loads(payload)))
+        return retained
+
+    async def keep(self, room: str, event: str, payload: Any) -> None:
+        """Remember ``payload`` as the latest ``event`` of ``room``."""
+        self._latest.setdefault(room, {})[event] = payload
+        if self._store is not None:
+            await self._store.keep(room, event, orjson.dumps(payload))
+
+    async def append(self, room: str, event: str, payload: Any, limit: int) -> None:
+        """Add to ``room``'s backlog, keeping its last ``limit`` entries."""
+        backlog = self._backlogs.get(room)
+        if backlog is None or backlog.maxlen != limit:
+            backlog = self._backlogs[room] = deque(backlog or (), maxlen=limit)
+        seq = backlog[-1][0] + 1 if backlog else 1
+        backlog.append((seq, event, payload))
+        if self._store is not None:
+            await self._store.append(room, seq, event, orjson.dumps(payload), limit)
+
+    async def forget(self, room: str) -> None:
+        self._latest.pop(room, None)
+        self._backlogs.pop(room, None)
+        if self._store is not None:
+            await self._store.forget_room(room)
+
+    def latest(self, room: str) -> dict[str, Any]:
+        return dict(self._latest.get(room, {}))
+
+    def backlog(self, room: str) -> list[tuple[str, Any]]:
+        return [(event, payload) for _, event, payload in self._backlogs.get(room, ())]
+
+    def replay(self, socket: Socket, room: str) -> int:
+        """Send ``room``'s latest values, then its backlog, to one socket."""
+        sent = 0
+        for event, payload in self.latest(room).items():
+            sent += socket.emit(event, payload)
+        for event, payload in self.backlog(room):
+            sent += socket.emit(event, payload)
+        return sent
