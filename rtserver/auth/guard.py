@@ -199,6 +199,9 @@ class Guard:
         assert identity is not None
         room = rules.qualify(identity, channel)
         rules.check_room(identity, room, self.auth.admin_roles, self._device_tenants.get)
+        if room != socket.sid and socket.client.server.hub.member(socket.namespace_name, room) is not None:
+            # Another socket's own room carries its direct messages.
+            raise Refusal("forbidden", "rule sid: a socket's own room is private", 403)
         if room not in socket.rooms and len(socket.rooms) >= self.limits.max_rooms_per_socket:
             raise Refusal("too_many_rooms", f"at most {self.limits.max_rooms_per_socket} rooms per socket", 429)
         return room

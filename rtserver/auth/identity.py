@@ -84,10 +84,17 @@ def from_claims(claims: Mapping[str, Any], names: ClaimsConfig) -> Identity:
         version = 0
     if not isinstance(version, int) or isinstance(version, bool):
         raise Refusal("token_invalid", f"token claim {names.token_version!r} is not an integer")
+    tenant = _text(claim(claims, names.tenant))
+    # Room names are "user:{u}[:...]" and "tenant:{t}[:...]": an id with a colon
+    # would name another user's or tenant's sub-rooms (tenant "A:x" is tenant
+    # A's channel "x"), so such ids are refused rather than mixed up.
+    for name, value in ((names.user, user), (names.tenant, tenant)):
+        if value is not None and ":" in value:
+            raise Refusal("token_invalid", f"token claim {name!r} may not contain ':'")
     exp = claims.get("exp")
     return Identity(
         user=user,
-        tenant=_text(claim(claims, names.tenant)),
+        tenant=tenant,
         roles=_names(claim(claims, names.roles)),
         devices=_names(claim(claims, names.devices)),
         token_version=version,

@@ -48,19 +48,24 @@ def ensure_generated_secret(data_dir: str) -> tuple[str, bool]:
     """Read the generated secret, creating it (mode 0600) on first use."""
     path = generated_secret_path(data_dir)
     try:
-        return path.read_text().strip(), False
+        existing = path.read_text().strip()
     except FileNotFoundError:
         pass
     except OSError as exc:
         raise KeySetupError(f"cannot read {path}: {exc.strerror}") from None
+    else:
+        if not existing:
+            # An empty key would let anyone sign tokens.
+            raise KeySetupError(f"{path} is empty; delete it to generate a new secret")
+        return existing, False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secret + "\n")
-    except FileExistsError:
-        return path.read_text().strip(), False
+    except FileExistsError:  # created meanwhile by another process: read it
+        return ensure_generated_secret(data_dir)
     except OSError as exc:
         raise KeySetupError(f"cannot create {path}: {exc.strerror}") from None
     return secret, True

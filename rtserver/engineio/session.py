@@ -95,6 +95,11 @@ class Session:
         assert self._nursery is not None
         self._nursery.start_soon(fn, *args)
 
+    async def start(self, fn: Any, *args: Any) -> Any:
+        """Start a task in this session's nursery and wait until it has started."""
+        assert self._nursery is not None
+        return await self._nursery.start(fn, *args)
+
     def close(self, reason: str = "server close") -> None:
         """Close after flushing what is queued (the client sees a transport close)."""
         if self._closing:

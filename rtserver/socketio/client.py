@@ -84,7 +84,11 @@ class Client:
                         each.disconnect()
                 return
             await self._handler_slots.acquire()
-            self.session.start_soon(self._run_event, socket, packet)
+            # start() returns once the handler's task runs: handlers begin in
+            # arrival order (their code up to the first await runs before the
+            # next event's), as with the reference server, yet one awaiting a
+            # client's ack or sleeping does not hold back later events.
+            await self.session.start(self._run_event, socket, packet)
         elif packet.type is PacketType.ACK:
             assert packet.id is not None
             socket.resolve_ack(packet.id, packet.data)
@@ -157,14 +161,16 @@ class Client:
         )
         self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, payload))
 
-    async def _run_event(self, socket: Socket, packet: Packet) -> None:
+    async def _run_event(self, socket: Socket, packet: Packet, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run an event's handler; it is cancelled if its socket disconnects."""
         scopes = self._running.setdefault(socket, set())
         with trio.CancelScope() as scope:
             scopes.add(scope)
+            task_status.started()
             try:
                 await self._handle_event(socket, packet)
             finally:
+                self._handler_slots.release()
                 scopes.discard(scope)
                 if not scopes and self._running.get(socket) is scopes:
                     del self._running[socket]
@@ -196,8 +202,6 @@ class Client:
             socket.refuse(refusal, event, packet.id)
         except Exception:
             log.exception("event handler failed", extra={"fields": {"sid": self.session.sid}})
-        finally:
-            self._handler_slots.release()
 
     def remove(self, socket: Socket, reason: str) -> None:
         if self.sockets.get(socket.namespace_name) is socket:

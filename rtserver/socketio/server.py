@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import trio
 
 from ..app import App
+from ..auth.errors import Refusal
 from ..auth.guard import Guard
 from ..config import SocketIOConfig
 from ..engineio.session import Session
@@ -20,6 +21,10 @@ class SocketListener(Protocol):
     def connected(self, socket: Socket) -> None: ...
 
     def disconnected(self, socket: Socket, reason: str) -> None: ...
+
+
+#: ``(socket, refusal, event, ack_id)``: answer a refused client event.
+RefusalShaper = Callable[[Socket, Refusal, Any, int | None], None]
 
 
 def _names(value: str | Iterable[str] | None) -> list[str] | None:
@@ -42,6 +47,9 @@ class SocketIOServer:
         self.nursery = nursery
         #: Told of every socket that connects or disconnects (presence, ...).
         self.listeners: list[SocketListener] = []
+        #: Event name -> how a refused event of that name is answered, for
+        #: vocabularies with an error shape of their own (see Socket.refuse).
+        self.refusal_shapers: dict[str, RefusalShaper] = {}
 
     def open_client(self, session: Session) -> Client:
         return Client(self, session)

@@ -117,9 +117,15 @@ class Socket:
         return values[0] if len(values) == 1 else tuple(values)
 
     def refuse(self, refusal: Refusal, event: Any, ack_id: int | None) -> None:
-        """Answer a refused client event: in its ack when it asked for one,
-        otherwise with the configured error event."""
-        self.client.server.hub.stats.refusals[refusal.code] += 1
+        """Answer a refused client event (rate limit, roles, bad arguments, a
+        handler's Refusal): the event's refusal shaper if a feature set one,
+        else in its ack when it asked for one, else with the error event."""
+        server = self.client.server
+        server.hub.stats.refusals[refusal.code] += 1
+        shaper = server.refusal_shapers.get(event) if isinstance(event, str) else None
+        if shaper is not None:
+            shaper(self, refusal, event, ack_id)
+            return
         if ack_id is not None:
             self.deliver(to_frames(Packet(PacketType.ACK, self.namespace_name, [{"error": refusal.as_dict()}], ack_id)), False)
         else:
