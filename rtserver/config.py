@@ -187,6 +187,22 @@ class PresenceConfig:
     status_event: str = "presence:status"
 
 
+@attrs.frozen
+class RecoveryConfig:
+    """Socket.IO connection state recovery (socket.io-client 4.6+)."""
+
+    #: On: every emitted event carries an offset as its last argument, and a
+    #: client that reconnects within ``max_disconnection`` seconds gets its
+    #: id, rooms and every missed event back (``socket.recovered`` is true).
+    enabled: bool = False
+    max_disconnection: float = attrs.field(default=120.0, validator=[v.gt(0), v.le(86400)])
+    #: Events kept for replay (the oldest go first).
+    history_size: int = attrs.field(default=10000, validator=[v.ge(1), v.le(10_000_000)])
+    #: Seconds between writes of new history and sessions to the store, so a
+    #: restart (even a crash, less this interval) still recovers clients.
+    flush_interval: float = attrs.field(default=0.2, validator=[v.gt(0), v.le(60)])
+
+
 FEATURE_NAMES = ("deployments", "actions", "signage", "chat", "notifications")
 
 
@@ -219,6 +235,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     channels: ChannelsConfig = ChannelsConfig()
     presence: PresenceConfig = PresenceConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
     features: FeaturesConfig = FeaturesConfig()
     app: AppConfig = AppConfig()
 

@@ -21,6 +21,7 @@ from .http.server import HttpServer
 from .hub import Hub
 from .metrics import Stats
 from .presence import Presence
+from .recovery import Recovery
 from .retained import Retained
 from .routes import Router
 from .socketio.server import SocketIOServer
@@ -117,11 +118,14 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
                 extra={"fields": {"path": str(generated_secret_path(config.server.data_dir)), "mint": "rtserver token --sub alice --tenant acme"}},
             )
     guard = Guard(config, keys, store, await store.token_versions(), await store.device_tenants())
+    recovery = Recovery(config.recovery, store)
+    if config.recovery.enabled:
+        await recovery.load()
     listeners = await trio.open_tcp_listeners(config.server.port, host=config.server.host)
     port = listeners[0].socket.getsockname()[1]
     try:
         async with _lingering_nursery(config.server.shutdown_grace) as handlers, trio.open_nursery() as nursery:
-            sio = SocketIOServer(config.socketio, app, hub, guard, handlers)
+            sio = SocketIOServer(config.socketio, app, hub, guard, handlers, recovery)
             channels.install(sio.builtins, guard, config.channels)
             presence = Presence(config.presence, app, guard, store, nursery)
             presence.install(sio.builtins)
@@ -144,6 +148,8 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
                     )
 
             await nursery.start(accept)
+            if config.recovery.enabled:
+                nursery.start_soon(recovery.run)
             log.info(
                 "listening",
                 extra={"fields": {"url": f"http://{config.server.host}:{port}", "paths": ",".join(config.engineio.paths)}},
@@ -152,6 +158,8 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
     finally:
         app.bind(None)
         with trio.CancelScope(shield=True):
+            # Every connection has closed (and its session was kept): write them.
+            await recovery.flush()
             await store.close()
 
 

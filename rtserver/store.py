@@ -38,6 +38,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (room, seq)
     );
     """,
+    """
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY, namespace TEXT NOT NULL, rooms BLOB, exclude BLOB NOT NULL,
+        frames BLOB NOT NULL, emitted_at REAL NOT NULL
+    );
+    CREATE TABLE sessions (pid TEXT PRIMARY KEY, body BLOB NOT NULL, disconnected_at REAL NOT NULL);
+    """,
 ]
 
 
@@ -192,3 +199,41 @@ class Store:
 
     async def forget_room(self, room: str) -> None:
         await self._run(self.forget_room_sync, room)
+
+    # ---------------------------------------------------------- recovery
+    def recovery_state_sync(self, since: float) -> tuple[list[tuple[Any, ...]], list[bytes], int]:
+        """History rows and session bodies newer than ``since``, and the last seq."""
+        history = self._db.execute(
+            "SELECT seq, namespace, rooms, exclude, frames, emitted_at FROM history WHERE emitted_at >= ? ORDER BY seq",
+            (since,),
+        ).fetchall()
+        sessions = [row[0] for row in self._db.execute("SELECT body FROM sessions WHERE disconnected_at >= ?", (since,))]
+        last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM history").fetchone()[0]
+        return history, sessions, int(last)
+
+    async def recovery_state(self, since: float) -> tuple[list[tuple[Any, ...]], list[bytes], int]:
+        return await self._run(self.recovery_state_sync, since)
+
+    def save_recovery_sync(
+        self,
+        history: list[tuple[Any, ...]],
+        sessions: list[tuple[str, bytes, float]],
+        dropped: list[str],
+        keep_after: float,
+    ) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?)", history)
+            self._db.executemany("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", sessions)
+            self._db.executemany("DELETE FROM sessions WHERE pid = ?", [(pid,) for pid in dropped])
+            self._db.execute("DELETE FROM history WHERE emitted_at < ?", (keep_after,))
+            self._db.execute("DELETE FROM sessions WHERE disconnected_at < ?", (keep_after,))
+
+    async def save_recovery(
+        self,
+        history: list[tuple[Any, ...]],
+        sessions: list[tuple[str, bytes, float]],
+        dropped: list[str],
+        keep_after: float,
+    ) -> None:
+        await self._run(self.save_recovery_sync, history, sessions, dropped, keep_after)

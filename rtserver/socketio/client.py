@@ -12,6 +12,7 @@ import trio
 
 from ..auth.errors import Refusal
 from ..engineio.session import Session
+from ..recovery import RECOVERABLE
 from .packets import Decoder, Packet, PacketType, SocketProtocolError
 from .socket import Socket, ack_args, to_frames
 
@@ -119,15 +120,35 @@ class Client:
         if namespace in self.sockets:
             log.debug("duplicate CONNECT for %s ignored", namespace)
             return
-        socket = Socket(self, namespace, packet.data if packet.data is not None else {})
+        auth = packet.data if packet.data is not None else {}
+        recovery = self.server.recovery
+        pid = offset = None
+        if recovery.enabled and "pid" in auth:
+            auth = dict(auth)
+            pid, offset = auth.pop("pid"), auth.pop("offset", None)
+        socket = Socket(self, namespace, auth)
         guard = self.server.guard
         try:
             identity = await guard.authenticate(socket)
         except Refusal as refusal:
             self._refuse_connect(namespace, refusal.code, refusal.connect_error())
             return
+        missed: list[tuple[Any, ...]] = []
+        if recovery.enabled:
+            restored = None
+            if pid is not None:
+                self._take_over(pid)
+                restored = recovery.restore(pid, offset, identity.user, namespace, identity.anonymous)
+            if restored is not None:
+                saved, missed = restored
+                socket.sid, socket.pid, socket.recovered = saved.sid, saved.pid, True
+            else:
+                socket.pid = recovery.new_pid()
+            socket.start_seq = recovery.seq
         self.server.hub.add(socket)
         guard.attach(socket, identity)
+        if socket.recovered:
+            socket.join(*saved.rooms)
         refused: tuple[str, dict[str, Any]] | None = None
         try:
             await self.server.run_connect(socket)
@@ -148,10 +169,25 @@ class Client:
         socket.connected = True
         self._ever_connected = True
         self.sockets[namespace] = socket
-        self.send_packet(Packet(PacketType.CONNECT, namespace, {"sid": socket.sid}))
+        answer = {"sid": socket.sid} if socket.pid is None else {"sid": socket.sid, "pid": socket.pid}
+        self.send_packet(Packet(PacketType.CONNECT, namespace, answer))
+        if socket.pid is not None:
+            self.server.by_pid[socket.pid] = socket
+        for frames in missed:
+            self.session.send(frames)
         socket.release_held(send=True)
         for listener in self.server.listeners:
             listener.connected(socket)
+
+    def _take_over(self, pid: Any) -> None:
+        """A reconnect presenting the pid of a socket the server still holds
+        (its old transport not yet timed out): end the old one so its session
+        can be recovered now rather than refused."""
+        old = self.server.by_pid.get(pid) if isinstance(pid, str) else None
+        if old is None or old.client is self:
+            return
+        old.client.remove(old, "transport close")
+        old.client.session.abort("replaced by a new connection")
 
     def _refuse_connect(self, namespace: str, code: str, payload: dict[str, Any]) -> None:
         self.server.hub.stats.refusals[code] += 1
@@ -209,6 +245,11 @@ class Client:
         if not socket.connected:
             return
         socket.connected = False
+        if socket.pid is not None:
+            if self.server.by_pid.get(socket.pid) is socket:
+                del self.server.by_pid[socket.pid]
+            if reason in RECOVERABLE:
+                self.server.recovery.persist(socket)
         for scope in self._running.pop(socket, ()):
             scope.cancel()
         self.server.guard.detach(socket)

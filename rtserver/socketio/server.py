@@ -13,6 +13,7 @@ from ..auth.guard import Guard
 from ..config import SocketIOConfig
 from ..engineio.session import Session
 from ..hub import Hub
+from ..recovery import Recovery
 from .client import Client
 from .socket import Socket, event_frames
 
@@ -36,8 +37,13 @@ def _names(value: str | Iterable[str] | None) -> list[str] | None:
 
 
 class SocketIOServer:
-    def __init__(self, config: SocketIOConfig, app: App, hub: Hub, guard: Guard, nursery: trio.Nursery) -> None:
+    def __init__(
+        self, config: SocketIOConfig, app: App, hub: Hub, guard: Guard, nursery: trio.Nursery, recovery: Recovery
+    ) -> None:
         self.config = config
+        self.recovery = recovery
+        #: Live sockets by private session id (connection state recovery).
+        self.by_pid: dict[str, Socket] = {}
         self.app = app
         self.hub = hub
         self.guard = guard
@@ -78,8 +84,15 @@ class SocketIOServer:
         skip: str | Iterable[str] | None = None,
         volatile: bool = False,
     ) -> int:
-        frames = event_frames(namespace, event, args)
-        return self.hub.publish(namespace, frames, _names(to), _names(skip) or (), volatile)
+        rooms, exclude = _names(to), _names(skip) or ()
+        if self.recovery.enabled and not volatile:
+            # The offset rides as the last argument: the client keeps the last one seen.
+            seq, offset = self.recovery.next_offset()
+            frames = event_frames(namespace, event, (*args, offset))
+            self.recovery.record(seq, namespace, rooms, exclude, frames)
+        else:
+            frames = event_frames(namespace, event, args)
+        return self.hub.publish(namespace, frames, rooms, exclude, volatile)
 
     def socket(self, sid: str, namespace: str = "/") -> Socket | None:
         member = self.hub.member(namespace, sid)

@@ -53,6 +53,11 @@ class Socket:
         self.connected = False
         #: Who the socket is (set when it connects; anonymous with auth off).
         self.identity: Identity | None = None
+        #: Connection state recovery: private session id, where its replay
+        #: would start, and whether this connection recovered an earlier one.
+        self.pid: str | None = None
+        self.start_seq = 0
+        self.recovered = False
         self._ack_ids = itertools.count()
         self._acks: dict[int, trio.MemorySendChannel[list[Any]]] = {}
         #: While connect handlers run, what is sent to the socket waits here so
@@ -90,6 +95,10 @@ class Socket:
         """Send an event to this socket; never blocks."""
         if not self.connected and self._held is None:
             return False
+        server = self.client.server
+        if server.recovery.enabled and not volatile:
+            # Numbered like any emit, so a recovering client gets it again.
+            return server.emit(event, *args, to=self.sid, namespace=self.namespace_name) > 0
         frames = event_frames(self.namespace_name, event, args)
         if not self.deliver(frames, volatile):
             return False
