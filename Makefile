@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLIENTS := tests/clients
 
+PREFIX ?= /opt/rtserver
+SYSTEMD_DIR ?= /etc/systemd/system
+CONFIG_DIR ?= /etc/rtserver
+
 .PHONY: run test install test-deps check-config clean
 
 $(BIN)/rtserver: pyproject.toml
@@ -11,8 +15,6 @@ $(BIN)/rtserver: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
 	touch $@
-
-install: $(BIN)/rtserver
 
 run: $(BIN)/rtserver
 	$(BIN)/rtserver serve --config config.toml
@@ -32,6 +34,18 @@ test-deps: $(VENV)/.test-deps $(CLIENTS)/node_modules/.package-lock.json
 
 test: test-deps
 	$(BIN)/python -m pytest -q
+
+# As root: the package in $(PREFIX)/.venv, the units, and $(CONFIG_DIR)/config.toml
+# (kept if present). Then: systemctl daemon-reload && systemctl enable --now rtserver.socket
+install:
+	install -d $(PREFIX) $(CONFIG_DIR)
+	$(PYTHON) -m venv $(PREFIX)/.venv
+	$(PREFIX)/.venv/bin/pip install --quiet --upgrade pip
+	$(PREFIX)/.venv/bin/pip install --quiet .
+	install -m 0644 README.md $(PREFIX)/README.md
+	install -m 0644 deploy/rtserver.service deploy/rtserver.socket $(SYSTEMD_DIR)/
+	test -e $(CONFIG_DIR)/config.toml || install -m 0644 config.toml $(CONFIG_DIR)/config.toml
+	$(PREFIX)/.venv/bin/rtserver check-config $(CONFIG_DIR)/config.toml
 
 clean:
 	rm -rf $(VENV) $(CLIENTS)/node_modules .pytest_cache

@@ -23,6 +23,7 @@ from .auth.identity import set_claim
 from .auth.keys import KeyRing, KeySetupError
 from .server import serve_until_signal
 from .store import Store, StoreError
+from .tls import TlsSetupError, load_context
 
 EXIT_CONFIG = 2
 CONFIG_ENV = "RTSERVER_CONFIG"
@@ -123,6 +124,7 @@ def _preflight(config: config_mod.Config) -> None:
     Store.open_sync(config.server.data_dir)
     if config.auth.enabled:
         KeyRing(config.auth, config.server.data_dir).reload()
+    load_context(config.tls)
 
 
 def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
@@ -136,7 +138,7 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
             print(f"cannot load app {spec!r}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     _preflight(config)
-    trio.run(serve_until_signal, config, app)
+    trio.run(serve_until_signal, config, app, lambda: _load_config(args))
     return 0
 
 
@@ -282,6 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"serve": _serve, "token": _token, "revoke": _revoke, "publish": _publish, "users": _users}
     try:
         return commands[args.command](args, config)
-    except (KeySetupError, StoreError) as exc:
+    except (KeySetupError, StoreError, TlsSetupError) as exc:
         print(f"start-up error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

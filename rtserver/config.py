@@ -42,6 +42,18 @@ class ServerConfig:
 
 
 @attrs.frozen
+class TlsConfig:
+    """In-process TLS (``https://``/``wss://`` without a proxy); re-read on SIGHUP."""
+
+    cert_file: str = ""
+    key_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+
+@attrs.frozen
 class HttpConfig:
     max_header_bytes: int = attrs.field(default=16384, validator=[v.ge(1024), v.le(1 << 20)])
     #: Seconds to receive a whole request head and body.
@@ -229,6 +241,7 @@ class AppConfig:
 class Config:
     server: ServerConfig = ServerConfig()
     http: HttpConfig = HttpConfig()
+    tls: TlsConfig = TlsConfig()
     engineio: EngineIOConfig = EngineIOConfig()
     socketio: SocketIOConfig = SocketIOConfig()
     auth: AuthConfig = AuthConfig()
@@ -255,6 +268,7 @@ ENV_OVERRIDES = {
     "RTSERVER_HOST": ("server", "host", str),
     "RTSERVER_PORT": ("server", "port", int),
     "RTSERVER_LOG_LEVEL": ("server", "log_level", str),
+    "RTSERVER_DATA_DIR": ("server", "data_dir", str),
 }
 
 

@@ -30,15 +30,19 @@ class Router:
     def _is_engine(self, request: Request) -> bool:
         return _mount(request.path) in self._engine_paths
 
+    def _is_api(self, request: Request) -> bool:
+        """``/api/...``, or a route a feature added outside it (``/console/``)."""
+        return request.path.startswith(PREFIX) or self._api.serves(request.path)
+
     def body_limit(self, request: Request) -> int:
-        if self._is_engine(request) or request.path.startswith(PREFIX):
+        if self._is_engine(request) or self._is_api(request):
             return self._engine.body_limit()
         return _SMALL_BODY
 
     async def handle(self, request: Request) -> Response:
         if self._is_engine(request):
             return await self._engine.handle_http(request)
-        if request.path.startswith(PREFIX):
+        if self._is_api(request):
             return await self._api.handle(request)
         if request.path == "/metrics":
             if request.method != "GET":

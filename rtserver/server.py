@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
-from . import channels, features
+from . import channels, features, systemd
 from .api.router import ApiRouter
 from .app import App
 from .auth.guard import Guard
 from .auth.keys import KeyRing, KeySetupError, generated_secret_path
-from .config import Config
+from .config import Config, ConfigError
 from .engineio.server import EngineServer
 from .http.server import HttpServer
 from .hub import Hub
@@ -26,6 +26,7 @@ from .retained import Retained
 from .routes import Router
 from .socketio.server import SocketIOServer
 from .store import Store
+from .tls import TlsSetupError, load_context
 
 log = logging.getLogger("rtserver")
 
@@ -38,18 +39,20 @@ class RunningServer:
         port: int,
         engine: EngineServer,
         sio: SocketIOServer,
+        http: HttpServer,
         scope: trio.CancelScope,
         accept_scope: trio.CancelScope,
     ) -> None:
         self.port = port
         self.engine = engine
         self.sio = sio
+        self.http = http
         self.guard = sio.guard
         self._scope = scope
         self._accept_scope = accept_scope
 
     async def reload_keys(self) -> bool:
-        """Re-read the key files (SIGHUP); connections stay, old keys stay on error."""
+        """Re-read the key files; connections stay, old keys stay on error."""
         keys = self.guard.keys
         if keys is None:
             return True
@@ -61,23 +64,46 @@ class RunningServer:
         log.info("keys reloaded")
         return True
 
+    async def reload(self, config: Config) -> bool:
+        """SIGHUP: log level, limits, keys and the TLS certificate from ``config``;
+        no connection is dropped, and what fails to load keeps its old value."""
+        logging.getLogger("rtserver").setLevel(config.server.log_level.upper())
+        self.guard.set_limits(config.limits)
+        ok = await self.reload_keys()
+        try:
+            self.http.tls = await trio.to_thread.run_sync(load_context, config.tls)
+        except TlsSetupError as exc:
+            log.error("TLS reload failed, keeping the previous certificate: %s", exc)
+            ok = False
+        return ok
+
     def shutdown(self) -> None:
         """Stop at once: every connection is cancelled."""
         self._scope.cancel()
 
+    def busy(self) -> bool:
+        """Whether any event handler is still running."""
+        return any(session.handler is not None and session.handler.busy() for session in self.engine.sessions.values())
+
     async def drain(self, grace: float) -> None:
-        """Stop accepting, close every session, wait up to ``grace`` s, then stop.
+        """Stop accepting, let running handlers finish, close every session,
+        wait up to ``grace`` s in all, then stop.
 
         Sessions are closed as a transport close, so stock clients reconnect
         by themselves (to this server once restarted, or to another node).
         """
+        systemd.notify("STOPPING=1")
         self._accept_scope.cancel()
-        sessions = list(self.engine.sessions.values())
-        for session in sessions:
-            session.close("server shutting down")
-        with trio.move_on_after(grace):
+        with trio.move_on_after(grace) as scope:
+            while self.busy():
+                await trio.sleep(0.01)
+            sessions = list(self.engine.sessions.values())
+            for session in sessions:
+                session.close("server shutting down")
             for session in sessions:
                 await session.finished.wait()
+        if scope.cancelled_caught:
+            log.warning("drain timed out; cancelling what is left")
         self.shutdown()
 
 
@@ -121,7 +147,10 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
     recovery = Recovery(config.recovery, store)
     if config.recovery.enabled:
         await recovery.load()
-    listeners = await trio.open_tcp_listeners(config.server.port, host=config.server.host)
+    tls = await trio.to_thread.run_sync(load_context, config.tls)
+    listeners = systemd.inherited_listeners() or await trio.open_tcp_listeners(
+        config.server.port, host=config.server.host
+    )
     port = listeners[0].socket.getsockname()[1]
     try:
         async with _lingering_nursery(config.server.shutdown_grace) as handlers, trio.open_nursery() as nursery:
@@ -138,6 +167,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
                 features.Context(config, sio.builtins, app, sio, guard, presence, store, retained, api)
             )
             http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats))
+            http.tls = tls
             app.bind(sio)
             accept_scope = trio.CancelScope()
 
@@ -150,11 +180,14 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             await nursery.start(accept)
             if config.recovery.enabled:
                 nursery.start_soon(recovery.run)
+            scheme = "https" if tls else "http"
             log.info(
                 "listening",
-                extra={"fields": {"url": f"http://{config.server.host}:{port}", "paths": ",".join(config.engineio.paths)}},
+                extra={"fields": {"url": f"{scheme}://{config.server.host}:{port}", "paths": ",".join(config.engineio.paths)}},
             )
-            task_status.started(RunningServer(port, engine, sio, nursery.cancel_scope, accept_scope))
+            systemd.notify(f"READY=1\nSTATUS=listening on port {port}")
+            nursery.start_soon(systemd.keep_alive, lambda: f"{len(engine.sessions)} connections")
+            task_status.started(RunningServer(port, engine, sio, http, nursery.cancel_scope, accept_scope))
     finally:
         app.bind(None)
         with trio.CancelScope(shield=True):
@@ -163,9 +196,11 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             await store.close()
 
 
-async def serve_until_signal(config: Config, app: App | None = None) -> None:
-    """Run :func:`serve` until SIGINT or SIGTERM; a second signal stops at once.
-    SIGHUP re-reads the key files."""
+async def serve_until_signal(
+    config: Config, app: App | None = None, reload_config: Callable[[], Config] | None = None
+) -> None:
+    """Run :func:`serve` until SIGINT or SIGTERM (drain; a second one stops at
+    once).  SIGHUP re-reads the configuration through ``reload_config``."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -177,7 +212,7 @@ async def serve_until_signal(config: Config, app: App | None = None) -> None:
             draining = False
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    nursery.start_soon(running.reload_keys)
+                    nursery.start_soon(_reload, running, reload_config or (lambda: config))
                     continue
                 if draining:
                     log.info("second signal: stopping now")
@@ -186,3 +221,13 @@ async def serve_until_signal(config: Config, app: App | None = None) -> None:
                 draining = True
                 log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
                 nursery.start_soon(running.drain, config.server.shutdown_grace)
+
+
+async def _reload(running: RunningServer, reload_config: Callable[[], Config]) -> None:
+    try:
+        config = await trio.to_thread.run_sync(reload_config)
+    except ConfigError as exc:
+        log.error("reload refused, the configuration has errors: %s", "; ".join(exc.problems))
+        return
+    if await running.reload(config):
+        log.info("configuration reloaded")

@@ -75,8 +75,15 @@ def test_claim_dotted_paths() -> None:
 def test_identity_default_claim_names() -> None:
     exp = int(time.time()) + 60
     identity = from_claims(
-        {"sub": "alice", "tenantId": "acme", "roles": ["admin", "ops"], "devices": ["d1", "d2"],
-         "tokenVersion": 3, "sid": "s1", "exp": exp},
+        {
+            "sub": "alice",
+            "tenantId": "acme",
+            "roles": ["admin", "ops"],
+            "devices": ["d1", "d2"],
+            "tokenVersion": 3,
+            "sid": "s1",
+            "exp": exp,
+        },
         ClaimsConfig(),
     )
     assert identity.user == "alice"
@@ -91,12 +98,27 @@ def test_identity_default_claim_names() -> None:
 
 def test_identity_custom_and_nested_claim_names() -> None:
     names = config_mod.structure(
-        {"auth": {"claims": {"user": "uid", "tenant": "org.id", "roles": "realm_access.roles",
-                             "devices": "hw", "token_version": "ver"}}}
+        {
+            "auth": {
+                "claims": {
+                    "user": "uid",
+                    "tenant": "org.id",
+                    "roles": "realm_access.roles",
+                    "devices": "hw",
+                    "token_version": "ver",
+                }
+            }
+        }
     ).auth.claims
     identity = from_claims(
-        {"uid": 42, "sub": "ignored", "org": {"id": "acme"}, "realm_access": {"roles": "admin, ops viewer"},
-         "hw": ["d1", 7, True, None], "ver": 2},
+        {
+            "uid": 42,
+            "sub": "ignored",
+            "org": {"id": "acme"},
+            "realm_access": {"roles": "admin, ops viewer"},
+            "hw": ["d1", 7, True, None],
+            "ver": 2,
+        },
         names,
     )
     assert identity.user == "42"  # numeric ids become text
@@ -123,7 +145,9 @@ def test_identity_token_version_must_be_an_integer(version: Any) -> None:
 
 
 def test_identity_ignores_malformed_optional_claims() -> None:
-    identity = from_claims({"sub": "u", "tenantId": {"x": 1}, "roles": 5, "devices": {"d": 1}, "exp": "soon"}, ClaimsConfig())
+    identity = from_claims(
+        {"sub": "u", "tenantId": {"x": 1}, "roles": 5, "devices": {"d": 1}, "exp": "soon"}, ClaimsConfig()
+    )
     assert identity.tenant is None
     assert identity.roles == frozenset()
     assert identity.devices == frozenset()
@@ -302,8 +326,19 @@ def test_verify_valid_token(tmp_path: Path) -> None:
         (lambda: jwt.encode({"sub": "a", "exp": int(time.time()) + 60}, SECRET, algorithm="HS512"), "token_invalid"),
         (lambda: jwt.encode({"sub": "a", "exp": "tomorrow"}, SECRET, algorithm="HS256"), "token_invalid"),
     ],
-    ids=["bad-signature", "expired", "not-yet-valid", "no-exp", "alg-none", "tampered", "garbage", "dots",
-         "empty", "alg-not-allowed", "exp-not-a-number"],
+    ids=[
+        "bad-signature",
+        "expired",
+        "not-yet-valid",
+        "no-exp",
+        "alg-none",
+        "tampered",
+        "garbage",
+        "dots",
+        "empty",
+        "alg-not-allowed",
+        "exp-not-a-number",
+    ],
 )
 def test_verify_refusals(tmp_path: Path, make: Any, code: str) -> None:
     config = auth_config()
@@ -405,19 +440,33 @@ def _jwk(public_key: Any, kid: str, alg: str) -> dict[str, Any]:
 
 def test_jwks_with_kid(tmp_path: Path) -> None:
     other_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwks = {"keys": [_jwk(RSA_KEY.public_key(), "r1", "RS256"), _jwk(other_rsa.public_key(), "r2", "RS256"),
-                     _jwk(EC_KEY.public_key(), "e1", "ES256")]}
+    jwks = {
+        "keys": [
+            _jwk(RSA_KEY.public_key(), "r1", "RS256"),
+            _jwk(other_rsa.public_key(), "r2", "RS256"),
+            _jwk(EC_KEY.public_key(), "e1", "ES256"),
+        ]
+    }
     path = write(tmp_path / "jwks.json", json.dumps(jwks))
     config = auth_config(algorithms=["RS256", "ES256"], jwks_file=path)
     keys = ring(config, tmp_path)
     assert tokens.verify(rs({"sub": "a"}, headers={"kid": "r1"}), keys, config)["sub"] == "a"
     assert tokens.verify(rs({"sub": "b"}, key=other_rsa, headers={"kid": "r2"}), keys, config)["sub"] == "b"
-    assert tokens.verify(rs({"sub": "e"}, key=EC_KEY, algorithm="ES256", headers={"kid": "e1"}), keys, config)["sub"] == "e"
+    assert (
+        tokens.verify(rs({"sub": "e"}, key=EC_KEY, algorithm="ES256", headers={"kid": "e1"}), keys, config)["sub"]
+        == "e"
+    )
     # The wrong kid, an unknown kid, no kid with several keys, a key of another type.
     refused("token_invalid", tokens.verify, rs({"sub": "a"}, headers={"kid": "r2"}), keys, config)
     refused("token_invalid", tokens.verify, rs({"sub": "a"}, headers={"kid": "zz"}), keys, config)
     refused("token_invalid", tokens.verify, rs({"sub": "a"}), keys, config)
-    refused("token_invalid", tokens.verify, rs({"sub": "e"}, key=EC_KEY, algorithm="ES256", headers={"kid": "r1"}), keys, config)
+    refused(
+        "token_invalid",
+        tokens.verify,
+        rs({"sub": "e"}, key=EC_KEY, algorithm="ES256", headers={"kid": "r1"}),
+        keys,
+        config,
+    )
 
 
 def test_jwks_single_key_without_kid(tmp_path: Path) -> None:
@@ -517,11 +566,48 @@ def test_mint_round_trip(tmp_path: Path) -> None:
     token = tokens.mint(keys, {"sub": "alice", "tenantId": "acme"}, ttl=60)
     claims = tokens.verify(token, keys, config)
     assert claims["sub"] == "alice" and claims["exp"] - claims["iat"] == 60
-    no_secret = KeyRing(auth_config(algorithms=["RS256"], public_key_file=write(tmp_path / "p.pem", RSA_PUBLIC_PEM)), str(tmp_path), {})
+    no_secret = KeyRing(
+        auth_config(algorithms=["RS256"], public_key_file=write(tmp_path / "p.pem", RSA_PUBLIC_PEM)), str(tmp_path), {}
+    )
     no_secret.reload()
     with pytest.raises(ValueError):
         tokens.mint(no_secret, {"sub": "a"}, ttl=60)
-    private_pem = RSA_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    private_pem = RSA_KEY.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     token = tokens.mint(no_secret, {"sub": "r"}, ttl=60, private_key=private_pem, algorithm="RS256")
     rs_config = auth_config(algorithms=["RS256"], public_key_file=str(tmp_path / "p.pem"))
     assert tokens.verify(token, no_secret, rs_config)["sub"] == "r"
+
+
+def test_empty_generated_secret_is_refused(tmp_path: Path) -> None:
+    """A truncated data_dir/jwt_secret must not become an empty HMAC key."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "jwt_secret").write_text("\n")
+    keys = KeyRing(config_mod.structure({"auth": {}}).auth, str(data_dir), {})
+    with pytest.raises(KeySetupError, match="empty"):
+        keys.reload()
+    assert keys.secret is None
+
+
+@pytest.mark.parametrize("claims", [{"sub": "bob:inbox"}, {"sub": "bob", "tenantId": "A:x"}], ids=["user", "tenant"])
+def test_identity_ids_with_colons_are_refused(claims: dict[str, Any]) -> None:
+    """Tenant "A:x" would own tenant A's channel "x" (room tenant:A:x), user
+    "bob:inbox" bob's sub-room: ids with a colon are refused."""
+    refusal = refused("token_invalid", from_claims, claims, ClaimsConfig())
+    assert "':'" in refusal.message
+
+
+def test_device_ids_may_contain_colons() -> None:
+    identity = from_claims({"sub": "u", "tenantId": "A", "devices": ["mac:00:11"]}, ClaimsConfig())
+    assert identity.devices == {"mac:00:11"}
+    rules.check_room(identity, "device:mac:00:11", ("admin",), DEVICES.get)
+    refused("forbidden", rules.check_room, identity, "device:mac:00", ("admin",), DEVICES.get)
+
+
+def test_claim_alternatives() -> None:
+    names = config_mod.structure({"auth": {"claims": {"tenant": "tenantId|org.id"}}}).auth.claims
+    assert from_claims({"sub": "u", "tenantId": "t1", "org": {"id": "t2"}}, names).tenant == "t1"
+    assert from_claims({"sub": "u", "org": {"id": "t2"}}, names).tenant == "t2"
+    assert from_claims({"sub": "u"}, names).tenant is None

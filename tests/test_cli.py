@@ -24,7 +24,9 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Config, App | None, tu
     calls: list[tuple[Config, App | None, tuple[str, str]]] = []
     log_setup: list[tuple[str, str]] = []
 
-    async def fake_serve(config: Config, app: App | None = None) -> None:
+    async def fake_serve(config: Config, app: App | None = None, reload_config=None) -> None:
+        # SIGHUP reads the same file with the same overrides.
+        assert reload_config is not None and reload_config() == config
         calls.append((config, app, log_setup[-1]))
 
     monkeypatch.setattr(cli, "serve_until_signal", fake_serve)

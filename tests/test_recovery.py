@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from typing import Any
 
 import trio
@@ -49,13 +50,14 @@ class NodeClient:
             self._new = trio.Event()
 
     async def wait_for(self, kind: str, count: int = 1, timeout: float = 15) -> dict[str, Any]:
-        with trio.fail_after(timeout):
+        with trio.move_on_after(timeout):
             while True:
                 found = [e for e in self.events if e["type"] in (kind, "timeout")]
                 if len(found) >= count or any(e["type"] == "timeout" for e in found):
                     assert found[-1]["type"] == kind, self.events
                     return found[-1]
                 await self._new.wait()
+        raise AssertionError(f"no {count} x {kind!r} in time: {self.events}")
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
@@ -65,7 +67,7 @@ async def start_client(nursery: trio.Nursery, url: str, expect: int, **extra: An
     options = {"url": url, "room": "r", "expect": expect, "timeoutMs": 30000, **extra}
     process = await trio.lowlevel.open_process(
         [shutil.which("node"), str(CLIENTS / "recovery.js"), json.dumps(options)],
-        stdout=trio.subprocess.PIPE if hasattr(trio, "subprocess") else -1,
+        stdout=subprocess.PIPE,
         cwd=CLIENTS,
         env=dict(os.environ),
     )

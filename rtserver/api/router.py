@@ -49,6 +49,10 @@ class ApiRouter:
         """Add a route; ``access`` is "admin", "user" or "public" (see CallerAuth)."""
         self._routes[(method, tuple(path.strip("/").split("/")))] = (handler, access)
 
+    def serves(self, path: str) -> bool:
+        """Whether some route (any method) has this path."""
+        return self._match("", path)[2]
+
     def _match(self, method: str, path: str) -> tuple[tuple[Handler, Access] | None, list[str], bool]:
         segments = [unquote(s) for s in path.strip("/").split("/")]
         path_known = False

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ..config import Config
+from ..config import Config, LimitsConfig
 from ..http.messages import Request
 from . import rules, tokens
 from .errors import Refusal
@@ -60,6 +60,11 @@ class Guard:
         self._per_address = Tally()
         self._per_user = Tally()
         self._sockets_by_user: dict[str, set[Socket]] = defaultdict(set)
+
+    def set_limits(self, limits: LimitsConfig) -> None:
+        """New limits (SIGHUP); counts already kept stay, buckets start afresh."""
+        self.limits = limits
+        self._handshakes = KeyedBuckets(limits.handshakes_per_second, limits.handshake_burst)
 
     # ------------------------------------------------------ engine level
     def admit(self, request: Request) -> Refusal | None:

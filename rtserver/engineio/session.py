@@ -45,6 +45,10 @@ class SessionHandler(Protocol):
 
     def closed(self, reason: str) -> None: ...
 
+    def busy(self) -> bool:
+        """Whether work started by the client (an event handler) is still running."""
+        ...
+
 
 class Session:
     def __init__(self, server: EngineServer, sid: str, request: Request, transport: str) -> None:
@@ -64,6 +68,8 @@ class Session:
         self._pong = trio.Event()
         self._closing = False
         self._polling = False
+        #: A graceful close's CLOSE packet, kept for the poll after the last frames.
+        self._close_held = False
         self._upgrading = False
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._ws_close_code = 1000
@@ -159,6 +165,9 @@ class Session:
         """Wait for frames for a polling GET; None when a poll is already open."""
         if self._polling:
             return None
+        if self._close_held:
+            self._done.set()
+            return [packets.CLOSE]
         self._polling = True
         frames: list[Frame] = []
         try:
@@ -176,7 +185,14 @@ class Session:
                 frames.extend(item)
                 size += sum(len(f) for f in item)
             if frames[-1] == packets.CLOSE and self._closing:
-                self._done.set()
+                if len(frames) > 1:
+                    # The close goes in the next poll: socket.io-client handles the
+                    # messages of a payload after a CLOSE in it as arriving while
+                    # disconnected and never shows them (e.g. a kick's reason).
+                    frames.pop()
+                    self._close_held = True
+                else:
+                    self._done.set()
             return frames
         finally:
             self._polling = False

@@ -13,7 +13,8 @@ Connecting
     The token's tenant claim is the company (``auth.claims.tenant = "companyId"``);
     a token without one is refused (``tenant_required``).  ``sessionId`` (query
     parameter, or the same field of the auth payload) is required
-    (``session_required``) and checked (``session_invalid``) per
+    (``session_required``; "undefined" and "null", which socket.io-client sends
+    for a missing value, count as missing) and checked (``session_invalid``) per
     ``session_check``: ``"claim"`` — it must equal the token's session claim
     (``auth.claims.session``); ``"url"`` — ``GET session_check_url`` (with
     ``{sessionId}`` filled in and the user's token as ``Authorization: Bearer``)
@@ -111,7 +112,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -288,6 +289,11 @@ def _error(request_id: Any, code: str, message: str, action: str | None = None) 
     return envelope
 
 
+#: What a missing id looks like: the document's client builds its query with
+#: ``{sessionId, ...}``, and socket.io-client sends an undefined value as "undefined".
+_ABSENT = (None, "", "undefined", "null")
+
+
 def _valid_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= _MAX_ID and value.isprintable()
 
@@ -314,7 +320,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
 
 
-def _http(method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float, limit: int) -> tuple[int, bytes]:
+def _http(
+    method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float, limit: int
+) -> tuple[int, bytes]:
     """One blocking HTTP exchange (run it in a worker thread): (status, body up to limit+1 bytes)."""
     request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
@@ -331,8 +339,7 @@ async def _http_in_thread(method: str, url: str, body: bytes | None, headers: di
         return await trio.to_thread.run_sync(_http, method, url, body, headers, timeout, limit, abandon_on_cancel=True)
 
 
-_STATUS_CODES = {401: "FORBIDDEN", 403: "FORBIDDEN", 404: "UNKNOWN_ACTION", 408: "TIMEOUT", 429: "RATE_LIMITED",
-                 504: "TIMEOUT"}
+_STATUS_CODES = {401: "FORBIDDEN", 403: "FORBIDDEN", 408: "TIMEOUT", 429: "RATE_LIMITED", 504: "TIMEOUT"}
 
 
 # ----------------------------------------------------------------- feature
@@ -407,17 +414,19 @@ class Actions:
         if s.require_tenant and identity.tenant is None:
             raise Refusal("tenant_required", "the token carries no company", 403)
         session = self._presented(socket, s.session_param)
-        if session is None or session == "":
+        if session in _ABSENT:
             if s.require_session:
                 raise Refusal("session_required", f"a {s.session_param} query parameter is required", 401)
             session = ""
         elif not _valid_id(session):
             raise Refusal("session_invalid", "the session id is malformed", 401)
-        token = tokens.extract_token(self.ctx.guard.auth, socket.auth, socket.handshake) if self.ctx.guard.auth.enabled else None
+        auth_config = self.ctx.guard.auth
+        # Kept for the session check and forwarding: the back end sees the user's own token.
+        token = tokens.extract_token(auth_config, socket.auth, socket.handshake) if auth_config.enabled else None
         if session:
             await self._check_session(identity, session, token)
         artifact = self._presented(socket, s.artifact_param)
-        if artifact == "":
+        if artifact in _ABSENT:
             artifact = None
         if artifact is not None and not _valid_id(artifact):
             raise Refusal("artifact_invalid", f"{s.artifact_param} is 1 to {_MAX_ID} printable characters", 400)
@@ -521,7 +530,9 @@ class Actions:
             return None, True
         return None, False
 
-    async def _answer(self, socket: Socket, state: _SocketState, args: tuple[Any, ...], as_string: bool) -> dict[str, Any]:
+    async def _answer(
+        self, socket: Socket, state: _SocketState, args: tuple[Any, ...], as_string: bool
+    ) -> dict[str, Any]:
         parsed = self._parse(args)
         if isinstance(parsed, dict):
             return parsed
@@ -591,10 +602,14 @@ class Actions:
             raise ActionError("BACKEND_ERROR", "the back end's answer is not JSON") from None
         if 200 <= status < 300:
             return payload
-        error = payload.get("error") if isinstance(payload, dict) and isinstance(payload.get("error"), dict) else payload
+        error = payload
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            error = payload["error"]
         if isinstance(error, dict) and isinstance(error.get("code"), str) and error["code"]:
             message = error.get("message")
             raise ActionError(error["code"], message if isinstance(message, str) else f"the back end answered {status}")
+        if status == 404:
+            raise ActionError("UNKNOWN_ACTION", f"unknown action {call.action!r}")
         raise ActionError(_STATUS_CODES.get(status, "BACKEND_ERROR"), f"the back end answered {status}")
 
     # ------------------------------------------------------------ built-ins
@@ -612,7 +627,8 @@ class Actions:
     def _artifact_of(self, data: Any) -> str:
         artifact = data.get(self.settings.artifact_param) if isinstance(data, dict) else data
         if not _valid_id(artifact):
-            raise ActionError("INVALID_MESSAGE", f"data.{self.settings.artifact_param} is 1 to {_MAX_ID} printable characters")
+            name = self.settings.artifact_param
+            raise ActionError("INVALID_MESSAGE", f"data.{name} is 1 to {_MAX_ID} printable characters")
         return artifact
 
     def _subscribe(self, call: ActionCall) -> dict[str, Any]:
@@ -620,7 +636,8 @@ class Actions:
         state: _SocketState = call.socket.data[_STATE]
         if artifact not in state.artifacts:
             if len(state.artifacts) >= self.settings.max_artifacts:
-                raise ActionError("TOO_MANY_SUBSCRIPTIONS", f"at most {self.settings.max_artifacts} artifacts per connection")
+                limit = self.settings.max_artifacts
+                raise ActionError("TOO_MANY_SUBSCRIPTIONS", f"at most {limit} artifacts per connection")
             state.artifacts.add(artifact)
             call.socket.join(self.artifact_room(call.identity.tenant, artifact))
         return {"artifactId": artifact, "subscribed": True}
@@ -660,17 +677,20 @@ _CONSOLE_HEADERS = (
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
-    ("Content-Security-Policy",
-     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-     "connect-src 'self' ws: wss:; frame-ancestors 'none'"),
+    ("Content-Security-Policy", (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self' ws: wss:; frame-ancestors 'none'"
+    )),
 )
 
 
 @attrs.frozen
 class UpdateRequest:
-    companyId: str = attrs.field(validator=v.min_len(1))  # noqa: N815 (the wire name)
+    """The body of POST /api/v1/actions/updates (its JSON names)."""
+
+    companyId: str = attrs.field(validator=v.min_len(1))
     message: dict[str, Any]
-    artifactId: str | None = None  # noqa: N815
+    artifactId: str | None = None
 
 
 def install(ctx: Context, settings: Settings) -> None:

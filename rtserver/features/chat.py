@@ -29,7 +29,8 @@ WsException, ``{status: "error", message, code, cause: {pattern: event}}``,
 sent to that socket only; an event that asked for an ack also gets it as the
 ack.  Choices where the document is silent: a private message to a user not
 online in the sender's tenant is refused (``recipient_offline``) rather than
-dropped silently; ``leave_room`` of a room one is not in is a no-op; ``from``
+dropped silently; ``leave_room`` of a room one is not in is a no-op, and so
+are joining and leaving the automatic ``user:``/``tenant:`` rooms; ``from``
 carries ``id`` (the raw user claim, a number stays a number), ``userId`` and
 the configured profile claims (``email``, ``name``, ``username``) present in
 the token.
@@ -162,9 +163,19 @@ class Chat:
                 if s.identity is not None and s.identity.tenant == tenant]
 
     # -------------------------------------------------------- events
+    @staticmethod
+    def automatic(socket: Socket) -> set[str]:
+        """The guard's rooms (user, tenant, device, sid): joined for the whole
+        connection, never announced, never left on request."""
+        identity = socket.identity
+        assert identity is not None
+        return {socket.sid, f"user:{identity.user}", f"tenant:{identity.tenant}", f"device:{identity.device}"}
+
     def join(self, socket: Socket, data: Any = None) -> dict[str, Any]:
         identity, _ = self.who(socket)
         name, room = self.room(socket, self.fields(data, allowed=("room",)))
+        if room in self.automatic(socket):
+            return {"status": "ok", "room": name}
         socket.join(room)
         self.ctx.app.emit(self.s.joined_event, self.presence_change(identity, name), to=room,
                           skip=socket.sid, namespace=socket.namespace_name)
@@ -173,7 +184,7 @@ class Chat:
     def leave(self, socket: Socket, data: Any = None) -> dict[str, Any]:
         identity, _ = self.who(socket)
         name, room = self.room(socket, self.fields(data, allowed=("room",)))
-        if room in socket.rooms and room != socket.sid:
+        if room in socket.rooms and room not in self.automatic(socket):
             socket.leave(room)
             self.ctx.app.emit(self.s.left_event, self.presence_change(identity, name), to=room,
                               namespace=socket.namespace_name)

@@ -106,8 +106,8 @@ _CONNECTION_KEY = "signage.connectionId"
 
 @attrs.frozen
 class Settings:
-    #: Where the six routes live.
-    path_prefix: str = "/api/websocket"
+    #: Where the six routes live (under /api/, where the HTTP API is served).
+    path_prefix: str = attrs.field(default="/api/websocket", validator=attrs.validators.matches_re(r"/api/[^?#]+"))
     layout_event: str = "layout_update"
     content_event: str = "content_sync"
     #: Socket auth field (or query parameter) carrying the registration's id.
@@ -128,17 +128,17 @@ class Settings:
 # ------------------------------------------------------------- bodies
 @attrs.frozen
 class ConnectBody:
-    deviceId: str | None = None  # noqa: N815 - the document's field names
+    deviceId: str | None = None
     channels: tuple[str, ...] = ()
-    tenantId: str | None = None  # noqa: N815
-    userId: str | None = None  # noqa: N815
+    tenantId: str | None = None
+    userId: str | None = None
 
 
 @attrs.frozen
 class DisconnectBody:
-    connectionId: str | None = None  # noqa: N815
-    deviceId: str | None = None  # noqa: N815
-    tenantId: str | None = None  # noqa: N815
+    connectionId: str | None = None
+    deviceId: str | None = None
+    tenantId: str | None = None
 
 
 @attrs.frozen
@@ -147,24 +147,24 @@ class BroadcastBody:
     data: Any = None
     channel: str | None = None
     target: str | None = None
-    tenantId: str | None = None  # noqa: N815
+    tenantId: str | None = None
 
 
 @attrs.frozen
 class LayoutBody:
-    layoutId: str  # noqa: N815
-    deviceIds: tuple[str, ...] | None = None  # noqa: N815
-    layoutData: Any = None  # noqa: N815
-    tenantId: str | None = None  # noqa: N815
+    layoutId: str
+    deviceIds: tuple[str, ...] | None = None
+    layoutData: Any = None
+    tenantId: str | None = None
 
 
 @attrs.frozen
 class ContentBody:
-    contentType: str  # noqa: N815
-    contentId: str  # noqa: N815
+    contentType: str
+    contentId: str
     action: str
     data: Any = None
-    tenantId: str | None = None  # noqa: N815
+    tenantId: str | None = None
 
 
 @attrs.define
@@ -402,7 +402,7 @@ class Signage:
         prefix = f"tenant:{tenant}:"
         for socket in sockets:
             for room in socket.rooms - {socket.sid}:
-                name = room[len(prefix):] if room.startswith(prefix) else room
+                name = room.removeprefix(prefix)
                 counts[name] = counts.get(name, 0) + 1
         presence = self.ctx.presence
         devices = []

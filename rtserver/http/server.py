@@ -9,6 +9,7 @@ route's WebSocket handler and the HTTP loop ends.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -59,6 +60,8 @@ class HttpServer:
     def __init__(self, config: HttpConfig, router: Router) -> None:
         self._config = config
         self._router = router
+        #: The TLS context new connections use; replaced on reload.
+        self.tls: ssl.SSLContext | None = None
 
     async def _next_event(
         self, conn: h11.Connection, stream: trio.abc.Stream, head_scope: trio.CancelScope | None = None
@@ -114,6 +117,12 @@ class HttpServer:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_bytes)
         remote = _peer(stream)
         try:
+            if self.tls is not None:
+                stream = trio.SSLStream(stream, self.tls, server_side=True, https_compatible=True)
+                with trio.move_on_after(self._config.read_timeout) as handshake:
+                    await stream.do_handshake()
+                if handshake.cancelled_caught:
+                    return
             while True:
                 with trio.move_on_after(self._config.keepalive_timeout) as idle_scope:
                     event = await self._next_event(conn, stream, idle_scope)

@@ -99,6 +99,9 @@ class Client:
             log.info("unexpected %s from client", packet.type.name, extra={"fields": {"sid": self.session.sid}})
             self.session.abort("parse error", ws_code=1002)
 
+    def busy(self) -> bool:
+        return any(self._running.values())
+
     def closed(self, reason: str) -> None:
         for socket in list(self.sockets.values()):
             self.remove(socket, reason)

@@ -38,6 +38,7 @@ class LiveClient:
         self.received: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.sio.on("*", lambda event, *args: self.received.put((event, args[0] if len(args) == 1 else args)))
         self.sio.on("disconnect", lambda *reason: self.received.put(("disconnect", reason[0] if reason else None)))
+        self.sio.on("connect_error", lambda data=None: self.received.put(("connect_error", data)))
 
     async def connect(self, auth: dict[str, Any] | None = None, transports: list[str] | None = None) -> LiveClient:
         await trio.to_thread.run_sync(
