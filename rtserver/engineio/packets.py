@@ -14,6 +14,7 @@ import base64
 import enum
 
 import attrs
+from wsproto.frame_protocol import FrameProtocol
 
 SEPARATOR = "\x1e"
 
@@ -44,6 +45,26 @@ class Packet:
 Frame = str | bytes
 
 _TYPES = {str(t.value): t for t in PacketType}
+_FRAMER = FrameProtocol(client=False, extensions=[])
+
+
+class Outgoing:
+    """Frames that travel together (an event and its attachments), as queued
+    for every connection that receives them.  The WebSocket bytes are built
+    on first use and shared: server frames are unmasked, so every recipient
+    gets the same bytes."""
+
+    __slots__ = ("frames", "_wire")
+
+    def __init__(self, frames: tuple[Frame, ...], wire: bytes | None = None) -> None:
+        self.frames = frames
+        self._wire = wire
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = b"".join(_FRAMER.send_data(frame, fin=True) for frame in self.frames)
+        return self._wire
 
 
 def decode_text(text: str) -> Packet:

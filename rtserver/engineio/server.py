@@ -14,6 +14,7 @@ import trio_websocket
 from ..auth.errors import Refusal
 from ..config import EngineIOConfig
 from ..http.messages import Request, Response, json_response
+from ..http.stream import ConnectionStream
 from ..metrics import Stats
 from . import packets
 from .errors import EngineError
@@ -187,12 +188,12 @@ class EngineServer:
             if refused is not None:
                 return refused
 
-        async def serve(stream: trio.abc.Stream) -> None:
+        async def serve(stream: ConnectionStream) -> None:
             await self._serve_websocket(request, stream)
 
         return serve
 
-    async def _serve_websocket(self, request: Request, stream: trio.abc.Stream) -> None:
+    async def _serve_websocket(self, request: Request, stream: ConnectionStream) -> None:
         sid = request.query.get("sid")
         session: Session | None = None
         try:
@@ -203,14 +204,14 @@ class EngineServer:
                 ws = await ws_request.accept()
                 if sid is None:
                     session, open_packet = self._new_session(request, "websocket")
-                    session.use_websocket(ws)
+                    session.use_websocket(ws, stream)
                     session.send((open_packet,))
                     await session.run(self._open_handler(session))
                 else:
                     upgrading = self.sessions.get(sid)
                     if upgrading is None or not upgrading.upgradable:
                         await ws.aclose(1008, "session not upgradable")
-                    elif await self._upgrade(upgrading, ws):
+                    elif await self._upgrade(upgrading, ws, stream):
                         await upgrading.finished.wait()
                     else:
                         await ws.aclose(1002, "upgrade failed")
@@ -220,12 +221,12 @@ class EngineServer:
                 # Admitted, but the WebSocket handshake failed before a session began.
                 self._gate.release(request)
 
-    async def _upgrade(self, session: Session, ws: trio_websocket.WebSocketConnection) -> bool:
+    async def _upgrade(self, session: Session, ws: trio_websocket.WebSocketConnection, stream: ConnectionStream) -> bool:
         try:
             upgraded = await session.probe(ws)
         except trio_websocket.ConnectionClosed:
             return False
         if upgraded and not session.finished.is_set():
-            session.attach_websocket(ws)
+            session.attach_websocket(ws, stream)
             return True
         return False

@@ -22,8 +22,9 @@ import trio_websocket
 
 from ..config import EngineIOConfig
 from ..http.messages import Request
+from ..http.stream import ConnectionStream
 from . import packets
-from .packets import EngineProtocolError, Frame, PacketType
+from .packets import EngineProtocolError, Frame, Outgoing, PacketType
 
 if TYPE_CHECKING:
     from .server import EngineServer
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtserver.engineio")
 
 #: Marks the end of the stream in the outbox: flush what is before it, then close.
-_CLOSE_MARK: tuple[Frame, ...] = (packets.CLOSE,)
+_CLOSE_MARK = Outgoing((packets.CLOSE,))
+#: Most queued items one WebSocket write takes at once.
+_WRITE_BATCH = 256
 _INBOX_SIZE = 64
 
 
@@ -61,7 +64,10 @@ class Session:
         self.handler: SessionHandler | None = None
         config = server.config
         self._config: EngineIOConfig = config
-        self._out_send, self._out_recv = trio.open_memory_channel[tuple[Frame, ...]](config.outbox_size)
+        self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](config.outbox_size)
+        #: Items queued and not yet written: while any are, nothing is written
+        #: straight through, so order is kept.
+        self._queued = 0
         self._in_send, self._in_recv = trio.open_memory_channel[str | bytes](_INBOX_SIZE)
         self._done = trio.Event()
         self.finished = trio.Event()
@@ -72,20 +78,42 @@ class Session:
         self._close_held = False
         self._upgrading = False
         self._ws: trio_websocket.WebSocketConnection | None = None
+        #: The WebSocket's byte stream while this session writes to it.
+        self._wire: ConnectionStream | None = None
         self._ws_close_code = 1000
+        self._stream: ConnectionStream | None = None
         self._nursery: trio.Nursery | None = None
 
     # ----------------------------------------------------------- outbound
-    def send(self, frames: tuple[Frame, ...], volatile: bool = False) -> bool:
-        """Queue frames for the client without blocking; False if not queued.
+    def send(self, item: Outgoing | tuple[Frame, ...], volatile: bool = False) -> bool:
+        """Send frames to the client without blocking; False if not taken.
 
-        A volatile message is dropped when the outbox is full; any other
-        overflow closes the session (the slow-consumer policy).
+        Over an idle WebSocket the frame goes straight to the socket (no task
+        switch: the cost of a broadcast is then one write per recipient);
+        whatever the socket does not take, or anything while earlier frames
+        wait, is queued for the writer task.  A volatile message is dropped
+        when the outbox is full; any other overflow closes the session (the
+        slow-consumer policy).
         """
         if self._closing:
             return False
+        if not isinstance(item, Outgoing):
+            item = Outgoing(item)
+        wire = self._wire
+        if wire is not None and self._queued == 0:
+            data = item.wire
+            try:
+                written = wire.write_nowait(data)
+            except trio.BrokenResourceError:
+                self.abort("transport close")
+                return False
+            if written == len(data):
+                return True
+            if written:
+                item = Outgoing((), data[written:])
         try:
-            self._out_send.send_nowait(frames)
+            self._out_send.send_nowait(item)
+            self._queued += 1
             return True
         except trio.WouldBlock:
             if not volatile:
@@ -114,6 +142,7 @@ class Session:
         self._closing = True
         try:
             self._out_send.send_nowait(_CLOSE_MARK)
+            self._queued += 1
         except (trio.WouldBlock, trio.ClosedResourceError):
             self.abort(reason)
             return
@@ -126,6 +155,7 @@ class Session:
         if self.close_reason is None:
             self.close_reason = reason
         self._closing = True
+        self._wire = None
         self._ws_close_code = ws_code
         self._out_send.close()
         self._done.set()
@@ -172,18 +202,20 @@ class Session:
         frames: list[Frame] = []
         try:
             try:
-                frames.extend(await self._out_recv.receive())
+                frames.extend((await self._out_recv.receive()).frames)
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 self._done.set()
                 return [packets.CLOSE]
+            self._queued -= 1
             size = sum(len(f) for f in frames)
             while size < self._config.max_payload:
                 try:
                     item = self._out_recv.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
-                frames.extend(item)
-                size += sum(len(f) for f in item)
+                self._queued -= 1
+                frames.extend(item.frames)
+                size += sum(len(f) for f in item.frames)
             if frames[-1] == packets.CLOSE and self._closing:
                 if len(frames) > 1:
                     # The close goes in the next poll: socket.io-client handles the
@@ -218,13 +250,15 @@ class Session:
         finally:
             self._upgrading = False
 
-    def attach_websocket(self, ws: trio_websocket.WebSocketConnection) -> None:
-        """Switch to ``ws``; queued frames continue there in order."""
+    def attach_websocket(self, ws: trio_websocket.WebSocketConnection, stream: ConnectionStream) -> None:
+        """Switch to ``ws`` (bytes on ``stream``); queued frames continue there in order."""
         self.transport = "websocket"
         self._ws = ws
+        self._stream = stream
         if self._nursery is not None:
+            self._wire = stream
             self._nursery.start_soon(self._ws_reader, ws)
-            self._nursery.start_soon(self._ws_writer, ws)
+            self._nursery.start_soon(self._ws_writer, stream)
 
     async def _ws_reader(self, ws: trio_websocket.WebSocketConnection) -> None:
         try:
@@ -238,20 +272,33 @@ class Session:
             log.info("protocol error: %s", exc, extra={"fields": {"sid": self.sid}})
             self.abort("parse error", ws_code=1002)
 
-    async def _ws_writer(self, ws: trio_websocket.WebSocketConnection) -> None:
-        try:
-            async for item in self._out_recv:
-                if item is _CLOSE_MARK:
+    async def _ws_writer(self, stream: ConnectionStream) -> None:
+        """Write what is queued, as many items as are waiting in one write."""
+        closing = False
+        while not closing:
+            try:
+                batch = [await self._out_recv.receive()]
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            while len(batch) < _WRITE_BATCH:
+                try:
+                    batch.append(self._out_recv.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
-                for frame in item:
-                    with trio.move_on_after(self._config.write_timeout) as scope:
-                        await ws.send_message(frame)
-                    if scope.cancelled_caught:
-                        self.abort("write timeout", ws_code=1008)
-                        return
-        except trio_websocket.ConnectionClosed:
-            self.abort("transport close")
-            return
+            if _CLOSE_MARK in batch:
+                closing = True
+                del batch[batch.index(_CLOSE_MARK) :]
+            data = b"".join(item.wire for item in batch)
+            with trio.move_on_after(self._config.write_timeout) as scope:
+                try:
+                    await stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.abort("transport close")
+                    return
+            if scope.cancelled_caught:
+                self.abort("write timeout", ws_code=1008)
+                return
+            self._queued -= len(batch) + closing
         self._done.set()
 
     # ----------------------------------------------------------- lifetime
@@ -281,7 +328,7 @@ class Session:
                 nursery.start_soon(self._heartbeat)
                 nursery.start_soon(self._dispatch)
                 if self._ws is not None:
-                    self.attach_websocket(self._ws)
+                    self.attach_websocket(self._ws, self._stream)
                 handler.opened()
                 task_status.started()
                 await self._done.wait()
@@ -312,7 +359,8 @@ class Session:
                     },
                 )
 
-    def use_websocket(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def use_websocket(self, ws: trio_websocket.WebSocketConnection, stream: ConnectionStream) -> None:
         """For a session opened directly over WebSocket: set before :meth:`run`."""
         self._ws = ws
+        self._stream = stream
 

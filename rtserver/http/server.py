@@ -18,7 +18,7 @@ import trio
 
 from ..config import HttpConfig
 from .messages import Request, Response, error_response
-from .replay import ReplayStream
+from .stream import ConnectionStream
 
 log = logging.getLogger("rtserver.http")
 
@@ -194,4 +194,4 @@ class HttpServer:
             await self._send(conn, stream, refusal)
             return
         trailing, _ = conn.trailing_data
-        await handler(ReplayStream(_raw_head(event) + bytes(trailing), stream))
+        await handler(ConnectionStream(_raw_head(event) + bytes(trailing), stream))

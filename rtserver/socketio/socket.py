@@ -10,7 +10,7 @@ import trio
 
 from ..auth.errors import Refusal
 from ..auth.identity import Identity
-from ..engineio.packets import Frame
+from ..engineio.packets import Frame, Outgoing
 from ..http.messages import Request
 from .packets import Packet, PacketType, encode
 
@@ -62,7 +62,7 @@ class Socket:
         self._acks: dict[int, trio.MemorySendChannel[list[Any]]] = {}
         #: While connect handlers run, what is sent to the socket waits here so
         #: it reaches the client after the CONNECT answer; None once decided.
-        self._held: list[tuple[tuple[Frame, ...], bool]] | None = []
+        self._held: list[tuple[Outgoing | tuple[Frame, ...], bool]] | None = []
 
     def __repr__(self) -> str:
         return f"<Socket {self.sid} {self.namespace_name}>"
@@ -77,7 +77,7 @@ class Socket:
         return self.client.session.transport
 
     # ------------------------------------------------------------- hub side
-    def deliver(self, frames: tuple[Frame, ...], volatile: bool) -> bool:
+    def deliver(self, frames: Outgoing | tuple[Frame, ...], volatile: bool) -> bool:
         if self._held is not None:
             self._held.append((frames, volatile))
             return True
