@@ -21,7 +21,7 @@ from .app import App
 from .auth import tokens
 from .auth.identity import set_claim
 from .auth.keys import KeyRing, KeySetupError
-from .server import serve_until_signal
+from .server import ListenError, announce_generated_secret, serve_until_signal
 from .store import Store, StoreError
 from .tls import TlsSetupError, load_context
 
@@ -123,7 +123,10 @@ def _preflight(config: config_mod.Config) -> None:
     """Open the store and read the keys once, so a bad setup fails before serving."""
     Store.open_sync(config.server.data_dir)
     if config.auth.enabled:
-        KeyRing(config.auth, config.server.data_dir).reload()
+        keys = KeyRing(config.auth, config.server.data_dir)
+        keys.reload()
+        if keys.generated:
+            announce_generated_secret(config)
     load_context(config.tls)
 
 
@@ -138,8 +141,14 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
             print(f"cannot load app {spec!r}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     _preflight(config)
-    trio.run(serve_until_signal, config, app, lambda: _load_config(args))
-    return 0
+    problems: list[str] = []
+    try:
+        trio.run(serve_until_signal, config, app, lambda: _load_config(args))
+    except* (ListenError, KeySetupError, StoreError, TlsSetupError) as group:
+        problems = [str(exc) for exc in group.exceptions]
+    for problem in problems:
+        print(f"start-up error: {problem}", file=sys.stderr)
+    return EXIT_CONFIG if problems else 0
 
 
 def _claims(args: argparse.Namespace, config: config_mod.Config) -> dict[str, Any]:

@@ -31,6 +31,10 @@ from .tls import TlsSetupError, load_context
 log = logging.getLogger("rtserver")
 
 
+class ListenError(Exception):
+    """The listening socket cannot be opened (address in use, no permission)."""
+
+
 class RunningServer:
     """What :func:`serve` hands its caller once listening."""
 
@@ -121,6 +125,18 @@ async def _lingering_nursery(grace: float) -> AsyncIterator[trio.Nursery]:
             nursery.cancel_scope.deadline = trio.current_time() + grace
 
 
+def announce_generated_secret(config: Config) -> None:
+    log.warning(
+        "generated a JWT secret (set auth.secret_file or RTSERVER_JWT_SECRET to use your own)",
+        extra={
+            "fields": {
+                "path": str(generated_secret_path(config.server.data_dir)),
+                "mint": "rtserver token --config <this config> --sub alice --tenant acme",
+            }
+        },
+    )
+
+
 def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
     transports: dict[str, int] = {"polling": 0, "websocket": 0}
     for session in engine.sessions.values():
@@ -139,18 +155,19 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
         keys = KeyRing(config.auth, config.server.data_dir)
         await trio.to_thread.run_sync(keys.reload)
         if keys.generated:
-            log.warning(
-                "generated a JWT secret (set auth.secret_file or RTSERVER_JWT_SECRET to use your own)",
-                extra={"fields": {"path": str(generated_secret_path(config.server.data_dir)), "mint": "rtserver token --sub alice --tenant acme"}},
-            )
+            announce_generated_secret(config)
     guard = Guard(config, keys, store, await store.token_versions(), await store.device_tenants())
     recovery = Recovery(config.recovery, store)
     if config.recovery.enabled:
         await recovery.load()
     tls = await trio.to_thread.run_sync(load_context, config.tls)
-    listeners = systemd.inherited_listeners() or await trio.open_tcp_listeners(
-        config.server.port, host=config.server.host
-    )
+    try:
+        listeners = systemd.inherited_listeners() or await trio.open_tcp_listeners(
+            config.server.port, host=config.server.host
+        )
+    except OSError as exc:
+        await store.close()
+        raise ListenError(f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}") from None
     port = listeners[0].socket.getsockname()[1]
     try:
         async with _lingering_nursery(config.server.shutdown_grace) as handlers, trio.open_nursery() as nursery:

@@ -8,15 +8,17 @@ to date.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import trio
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 DB_NAME = "rtserver.db"
 
@@ -70,6 +72,17 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise StoreError(f"{path}: {exc.strerror}") from None
 
 
+def _threaded(sync: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[Store, P], Awaitable[T]]:
+    """The async twin of a ``*_sync`` method: the same call, in the store's worker thread."""
+
+    async def threaded(self: Store, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(functools.partial(sync, self, *args, **kwargs))
+
+    threaded.__name__ = threaded.__qualname__ = sync.__name__.removesuffix("_sync")
+    threaded.__doc__ = sync.__doc__
+    return threaded
+
+
 class Store:
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
@@ -95,8 +108,7 @@ class Store:
     def token_versions_sync(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT user_id, version FROM token_versions").fetchall())
 
-    async def token_versions(self) -> dict[str, int]:
-        return await self._run(self.token_versions_sync)
+    token_versions = _threaded(token_versions_sync)
 
     def bump_token_version_sync(self, user: str) -> int:
         row = self._db.execute(
@@ -106,15 +118,13 @@ class Store:
         ).fetchone()
         return int(row[0])
 
-    async def bump_token_version(self, user: str) -> int:
-        return await self._run(self.bump_token_version_sync, user)
+    bump_token_version = _threaded(bump_token_version_sync)
 
     # ------------------------------------------------------------- users
     def user_exists_sync(self, user: str) -> bool:
         return self._db.execute("SELECT 1 FROM users WHERE user_id = ?", (user,)).fetchone() is not None
 
-    async def user_exists(self, user: str) -> bool:
-        return await self._run(self.user_exists_sync, user)
+    user_exists = _threaded(user_exists_sync)
 
     def add_user_sync(self, user: str, tenant: str | None) -> None:
         self._db.execute(
@@ -123,28 +133,24 @@ class Store:
             (user, tenant, time.time()),
         )
 
-    async def add_user(self, user: str, tenant: str | None) -> None:
-        await self._run(self.add_user_sync, user, tenant)
+    add_user = _threaded(add_user_sync)
 
     def remove_user_sync(self, user: str) -> bool:
         return self._db.execute("DELETE FROM users WHERE user_id = ?", (user,)).rowcount > 0
 
-    async def remove_user(self, user: str) -> bool:
-        return await self._run(self.remove_user_sync, user)
+    remove_user = _threaded(remove_user_sync)
 
     def list_users_sync(self) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT user_id, tenant FROM users ORDER BY user_id").fetchall()
         return [{"user": user, "tenant": tenant} for user, tenant in rows]
 
-    async def list_users(self) -> list[dict[str, Any]]:
-        return await self._run(self.list_users_sync)
+    list_users = _threaded(list_users_sync)
 
     # ----------------------------------------------------------- devices
     def device_tenants_sync(self) -> dict[str, str | None]:
         return dict(self._db.execute("SELECT device_id, tenant FROM devices").fetchall())
 
-    async def device_tenants(self) -> dict[str, str | None]:
-        return await self._run(self.device_tenants_sync)
+    device_tenants = _threaded(device_tenants_sync)
 
     def save_device_sync(self, device: str, tenant: str | None, owner: str, status: str, seen: float) -> None:
         self._db.execute(
@@ -154,15 +160,13 @@ class Store:
             (device, tenant, owner, status, seen),
         )
 
-    async def save_device(self, device: str, tenant: str | None, owner: str, status: str, seen: float) -> None:
-        await self._run(self.save_device_sync, device, tenant, owner, status, seen)
+    save_device = _threaded(save_device_sync)
 
     # ---------------------------------------------------------- retained
     def retained_sync(self) -> list[tuple[str, str, bytes]]:
         return self._db.execute("SELECT room, event, payload FROM retained ORDER BY updated_at").fetchall()
 
-    async def retained(self) -> list[tuple[str, str, bytes]]:
-        return await self._run(self.retained_sync)
+    retained = _threaded(retained_sync)
 
     def keep_sync(self, room: str, event: str, payload: bytes) -> None:
         self._db.execute(
@@ -171,14 +175,12 @@ class Store:
             (room, event, payload, time.time()),
         )
 
-    async def keep(self, room: str, event: str, payload: bytes) -> None:
-        await self._run(self.keep_sync, room, event, payload)
+    keep = _threaded(keep_sync)
 
     def backlog_sync(self) -> list[tuple[str, int, str, bytes]]:
         return self._db.execute("SELECT room, seq, event, payload FROM backlog ORDER BY room, seq").fetchall()
 
-    async def backlog(self) -> list[tuple[str, int, str, bytes]]:
-        return await self._run(self.backlog_sync)
+    backlog = _threaded(backlog_sync)
 
     def append_sync(self, room: str, seq: int, event: str, payload: bytes, limit: int) -> None:
         with self._db:
@@ -188,8 +190,7 @@ class Store:
             )
             self._db.execute("DELETE FROM backlog WHERE room = ? AND seq <= ?", (room, seq - limit))
 
-    async def append(self, room: str, seq: int, event: str, payload: bytes, limit: int) -> None:
-        await self._run(self.append_sync, room, seq, event, payload, limit)
+    append = _threaded(append_sync)
 
     def forget_room_sync(self, room: str) -> None:
         with self._db:
@@ -197,8 +198,7 @@ class Store:
             self._db.execute("DELETE FROM retained WHERE room = ?", (room,))
             self._db.execute("DELETE FROM backlog WHERE room = ?", (room,))
 
-    async def forget_room(self, room: str) -> None:
-        await self._run(self.forget_room_sync, room)
+    forget_room = _threaded(forget_room_sync)
 
     # ---------------------------------------------------------- recovery
     def recovery_state_sync(self, since: float) -> tuple[list[tuple[Any, ...]], list[bytes], int]:
@@ -211,8 +211,7 @@ class Store:
         last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM history").fetchone()[0]
         return history, sessions, int(last)
 
-    async def recovery_state(self, since: float) -> tuple[list[tuple[Any, ...]], list[bytes], int]:
-        return await self._run(self.recovery_state_sync, since)
+    recovery_state = _threaded(recovery_state_sync)
 
     def save_recovery_sync(
         self,
@@ -229,11 +228,4 @@ class Store:
             self._db.execute("DELETE FROM history WHERE emitted_at < ?", (keep_after,))
             self._db.execute("DELETE FROM sessions WHERE disconnected_at < ?", (keep_after,))
 
-    async def save_recovery(
-        self,
-        history: list[tuple[Any, ...]],
-        sessions: list[tuple[str, bytes, float]],
-        dropped: list[str],
-        keep_after: float,
-    ) -> None:
-        await self._run(self.save_recovery_sync, history, sessions, dropped, keep_after)
+    save_recovery = _threaded(save_recovery_sync)

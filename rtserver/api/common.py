@@ -106,3 +106,22 @@ class CallerAuth:
         if access == "admin" and not identity.has_role(self._guard.auth.admin_roles):
             raise ApiError(403, "forbidden", "the token does not carry an admin role")
         return identity
+
+
+def caller_tenant(call: Call, named: str | None, unnamed: str, foreign: str, tenantless: str | None = None) -> str:
+    """The tenant an "admin" route acts for.
+
+    An API-key caller is trusted but must name it (``named``; else 400
+    ``unnamed``); an admin JWT acts for its own tenant only (403 ``foreign``
+    for another; ``tenantless``, else ``foreign``, for a token without one).
+    """
+    caller = call.caller
+    if caller is None:
+        if not named:
+            raise ApiError(400, "invalid_body", unnamed)
+        return named
+    if not caller.tenant:
+        raise ApiError(403, "forbidden", tenantless or foreign)
+    if named is not None and named != caller.tenant:
+        raise ApiError(403, "forbidden", foreign)
+    return caller.tenant

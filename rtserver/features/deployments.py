@@ -47,12 +47,12 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from ..api.common import ApiError, Call, ok, parse_body
+from ..api.common import ApiError, Call, caller_tenant, ok, parse_body
 from ..auth.errors import Refusal
 from ..http.messages import Response
-from ..socketio.packets import Packet, PacketType
-from ..socketio.socket import Socket, to_frames
+from ..socketio.socket import Socket
 from . import Context
+from .common import error_event_shaper
 
 _ID = re.compile(r"[A-Za-z0-9._-]+")
 _OWNER_EVENT = "tenant"
@@ -142,12 +142,7 @@ def install(ctx: Context, settings: Settings) -> None:
         socket.leave(room_of(tenant, deployment))
         return {"deploymentId": deployment}
 
-    def refuse(socket: Socket, refusal: Refusal, event: Any, ack_id: int | None) -> None:
-        if ack_id is not None:
-            packet = Packet(PacketType.ACK, socket.namespace_name, [{"error": refusal.as_dict()}], ack_id)
-            socket.deliver(to_frames(packet), False)
-        else:
-            socket.emit(settings.error_event, {**refusal.as_dict(), "event": event})
+    refuse = error_event_shaper(settings.error_event)
 
     ctx.handlers.on(settings.subscribe_event, subscribe)
     ctx.handlers.on(settings.unsubscribe_event, unsubscribe)
@@ -156,16 +151,13 @@ def install(ctx: Context, settings: Settings) -> None:
 
     # --------------------------------------------------------- HTTP side
     def tenant_for(call: Call, named: str | None) -> str:
-        caller = call.caller
-        if caller is None:  # API key: trusted, but must say whose deployment it is
-            if not named:
-                raise ApiError(400, "invalid_body", "tenant: an API-key caller must name the deployment's tenant")
-            return named
-        if not caller.tenant:
-            raise ApiError(403, "forbidden", "the token carries no tenant")
-        if named is not None and named != caller.tenant:
-            raise ApiError(403, "forbidden", "an admin token publishes for its own tenant only")
-        return caller.tenant
+        return caller_tenant(
+            call,
+            named,
+            unnamed="tenant: an API-key caller must name the deployment's tenant",
+            foreign="an admin token publishes for its own tenant only",
+            tenantless="the token carries no tenant",
+        )
 
     async def claim(call: Call, tenant: str) -> str:
         deployment = valid_id(call.params[0])

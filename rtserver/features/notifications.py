@@ -49,12 +49,12 @@ import attrs
 import orjson
 from attrs import validators as v
 
-from ..api.common import ApiError, Call, ok, parse_body
+from ..api.common import ApiError, Call, caller_tenant, ok, parse_body
 from ..auth.errors import Refusal
 from ..http.messages import Response
-from ..socketio.packets import Packet, PacketType
-from ..socketio.socket import Socket, to_frames
+from ..socketio.socket import Socket
 from . import Context
+from .common import error_event_shaper
 
 _PARTNER_KEYS = ("to", "receiverId", "recipientId", "userId")
 _MAX_ID = 256
@@ -202,12 +202,7 @@ def install(ctx: Context, settings: Settings) -> None:
         payload = {**data, "updatedBy": user}
         return {"delivered": sum(s.emit(settings.booking_updated_event, payload) for s in targets.values())}
 
-    def refuse(socket: Socket, refusal: Refusal, event: Any, ack_id: int | None) -> None:
-        if ack_id is not None:
-            packet = Packet(PacketType.ACK, socket.namespace_name, [{"error": refusal.as_dict()}], ack_id)
-            socket.deliver(to_frames(packet), False)
-        else:
-            socket.emit(settings.error_event, {**refusal.as_dict(), "event": event})
+    refuse = error_event_shaper(settings.error_event)
 
     for event, handler in (
         (settings.register_event, register),
@@ -259,15 +254,12 @@ def install(ctx: Context, settings: Settings) -> None:
         users = ([body.user] if body.user is not None else []) + list(body.users)
         if not users or len(users) > settings.max_users_per_push or not all(users):
             raise ApiError(400, "invalid_body", f"give user or users: 1 to {settings.max_users_per_push} user ids")
-        caller = call.caller
-        if caller is None:
-            if not body.tenant:
-                raise ApiError(400, "invalid_body", "tenant: an API-key caller must name the users' tenant")
-            tenant = body.tenant
-        else:
-            if not caller.tenant or body.tenant not in (None, caller.tenant):
-                raise ApiError(403, "forbidden", "an admin token pushes to its own tenant only")
-            tenant = caller.tenant
+        tenant = caller_tenant(
+            call,
+            body.tenant,
+            unnamed="tenant: an API-key caller must name the users' tenant",
+            foreign="an admin token pushes to its own tenant only",
+        )
         delivered, queued = 0, []
         for user in dict.fromkeys(users):
             sockets = user_sockets(tenant, user)
