@@ -98,6 +98,9 @@ class Guard:
         if device is not None:
             if device not in identity.devices:
                 raise Refusal("forbidden", "rule device: the token does not own this device", 403)
+            if self._device_tenants.get(device, identity.tenant) != identity.tenant:
+                # Device ids are global rooms: the first tenant to register one keeps it.
+                raise Refusal("forbidden", "rule device: this device is registered elsewhere", 403)
             identity = attrs.evolve(identity, device=device)
         return identity
 

@@ -49,7 +49,7 @@ def extract_token(config: AuthConfig, auth: Any, request: Request) -> str | None
     return None
 
 
-def verify(token: str, keys: KeyRing, config: AuthConfig, now: float | None = None) -> dict[str, Any]:
+def verify(token: str, keys: KeyRing, config: AuthConfig) -> dict[str, Any]:
     """Verify signature and registered claims; returns the claims or raises Refusal."""
     try:
         header = jwt.get_unverified_header(token)
