@@ -39,7 +39,10 @@ def write_config(tmp_path: Path, port: int = 0, **sections: dict[str, Any]) -> P
 
 
 class Server:
-    """``rtserver serve`` in a child process."""
+    """``rtserver serve`` in a child process (killed at the end of the test
+    whatever happens: see the ``spawned`` fixture)."""
+
+    started: list[trio.Process] = []
 
     def __init__(self, process: trio.Process) -> None:
         self.process = process
@@ -53,6 +56,7 @@ class Server:
             command = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3<&0 0</dev/null', "sh", *command]
             kwargs["stdin"] = fd
         process = await trio.lowlevel.open_process(command, env={**os.environ, **(env or {})}, **kwargs)
+        cls.started.append(process)
         return cls(process)
 
     def signal(self, signum: int) -> None:
@@ -61,6 +65,16 @@ class Server:
     async def exited(self, timeout: float = 15) -> int:
         with trio.fail_after(timeout):
             return await self.process.wait()
+
+
+@pytest.fixture(autouse=True)
+def spawned():
+    """Kill every server process a test started, even when it failed midway."""
+    yield
+    for process in Server.started:
+        if process.returncode is None:
+            process.kill()
+    Server.started.clear()
 
 
 async def wait_listening(port: int, timeout: float = 15) -> None:
@@ -123,6 +137,7 @@ async def test_socket_activation_and_restart_without_refusals(tmp_path, nursery)
         stdout=subprocess.PIPE,
         cwd=CLIENTS,
     )
+    Server.started.append(process)
     lines: list[dict[str, Any]] = []
 
     async def read() -> None:
