@@ -44,19 +44,25 @@ def generated_secret_path(data_dir: str) -> Path:
     return Path(data_dir) / GENERATED_SECRET
 
 
-def ensure_generated_secret(data_dir: str) -> tuple[str, bool]:
-    """Read the generated secret, creating it (mode 0600) on first use."""
-    path = generated_secret_path(data_dir)
+def _read_generated(path: Path) -> str | None:
+    """The secret in ``path``, or None when there is no such file yet."""
     try:
         existing = path.read_text().strip()
     except FileNotFoundError:
-        pass
+        return None
     except OSError as exc:
         raise KeySetupError(f"cannot read {path}: {exc.strerror}") from None
-    else:
-        if not existing:
-            # An empty key would let anyone sign tokens.
-            raise KeySetupError(f"{path} is empty; delete it to generate a new secret")
+    if not existing:
+        # An empty key would let anyone sign tokens.
+        raise KeySetupError(f"{path} is empty; delete it to generate a new secret")
+    return existing
+
+
+def ensure_generated_secret(data_dir: str) -> tuple[str, bool]:
+    """Read the generated secret, creating it (mode 0600) on first use."""
+    path = generated_secret_path(data_dir)
+    existing = _read_generated(path)
+    if existing is not None:
         return existing, False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

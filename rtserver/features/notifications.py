@@ -233,7 +233,7 @@ def install(ctx: Context, settings: Settings) -> None:
             ctx.sio.nursery.start_soon(drained, key)
 
         def disconnected(self, socket: Socket, reason: str) -> None:
-            pass
+            """Nothing to do: pending notifications wait for the next connection."""
 
     async def drained(key: str) -> None:
         try:

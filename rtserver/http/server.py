@@ -8,6 +8,7 @@ route's WebSocket handler and the HTTP loop ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,7 @@ class Router(Protocol):
 
 
 class _ClientGone(Exception):
-    pass
+    """The client closed or broke the connection; nothing more to send."""
 
 
 def _peer(stream: trio.abc.Stream) -> str:
@@ -156,7 +157,7 @@ class HttpServer:
             code = "headers_too_large" if status == 431 else "bad_request"
             await self._refuse(conn, stream, status, code, f"malformed HTTP request: {exc}")
         except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            return  # the client is gone: nothing to answer
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await stream.aclose()
@@ -164,10 +165,8 @@ class HttpServer:
     async def _refuse(self, conn: h11.Connection, stream: trio.abc.Stream, status: int, code: str, message: str) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        try:
+        with contextlib.suppress(h11.LocalProtocolError, _ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
             await self._send(conn, stream, error_response(status, code, message, [("Connection", "close")]))
-        except (h11.LocalProtocolError, _ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
 
     async def _read_request(
         self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request, remote: str
