@@ -215,6 +215,19 @@ class RecoveryConfig:
     flush_interval: float = attrs.field(default=0.2, validator=[v.gt(0), v.le(60)])
 
 
+@attrs.frozen
+class RetentionConfig:
+    """Which events the server keeps, by name, for any publisher or app."""
+
+    #: The latest payload per (room, event) is kept in the store and sent to a
+    #: socket when it joins that room (at connect too, for its own rooms).
+    latest: tuple[str, ...] = ()
+    #: Sent to a user (room ``user:{u}``) while none of their sockets is
+    #: connected: kept and delivered, in order, when they next connect.
+    inbox: tuple[str, ...] = ()
+    inbox_size: int = attrs.field(default=100, validator=[v.ge(1), v.le(100_000)])
+
+
 FEATURE_NAMES = ("deployments", "actions", "signage", "chat", "notifications")
 
 
@@ -249,6 +262,7 @@ class Config:
     channels: ChannelsConfig = ChannelsConfig()
     presence: PresenceConfig = PresenceConfig()
     recovery: RecoveryConfig = RecoveryConfig()
+    retention: RetentionConfig = RetentionConfig()
     features: FeaturesConfig = FeaturesConfig()
     app: AppConfig = AppConfig()
 

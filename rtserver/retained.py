@@ -2,13 +2,17 @@
 
 What a late joiner must see first: the current deployment status and its
 recent log lines, the latest layout meant for a signage screen.  Kept in
-memory for replay and written through to the store before the caller goes on,
-so what a publisher was told is kept survives a restart.
+memory for replay and written through to the store before the caller goes on
+(the ``*_nowait`` forms update memory at once and hand back the store write,
+for callers that must not wait), so what a publisher was told is kept
+survives a restart.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,6 +20,15 @@ import orjson
 if TYPE_CHECKING:
     from .socketio.socket import Socket
     from .store import Store
+
+
+#: A pending store write: await ``write()``.
+Write = Callable[[], Awaitable[None]]
+
+
+async def _run(write: Write | None) -> None:
+    if write is not None:
+        await write()
 
 
 class Retained:
@@ -35,27 +48,40 @@ class Retained:
             retained._backlogs.setdefault(room, deque(maxlen=backlog_limit)).append((seq, event, orjson.loads(payload)))
         return retained
 
-    async def keep(self, room: str, event: str, payload: Any) -> None:
-        """Remember ``payload`` as the latest ``event`` of ``room``."""
+    def keep_nowait(self, room: str, event: str, payload: Any) -> Write | None:
+        """Remember ``payload`` as the latest ``event`` of ``room`` now; returns
+        the store write to await (None without a store)."""
         self._latest.setdefault(room, {})[event] = payload
-        if self._store is not None:
-            await self._store.keep(room, event, orjson.dumps(payload))
+        if self._store is None:
+            return None
+        return functools.partial(self._store.keep, room, event, orjson.dumps(payload))
 
-    async def append(self, room: str, event: str, payload: Any, limit: int) -> None:
-        """Add to ``room``'s backlog, keeping its last ``limit`` entries."""
+    async def keep(self, room: str, event: str, payload: Any) -> None:
+        await _run(self.keep_nowait(room, event, payload))
+
+    def append_nowait(self, room: str, event: str, payload: Any, limit: int) -> Write | None:
+        """Add to ``room``'s backlog now, keeping its last ``limit`` entries."""
         backlog = self._backlogs.get(room)
         if backlog is None or backlog.maxlen != limit:
             backlog = self._backlogs[room] = deque(backlog or (), maxlen=limit)
         seq = backlog[-1][0] + 1 if backlog else 1
         backlog.append((seq, event, payload))
-        if self._store is not None:
-            await self._store.append(room, seq, event, orjson.dumps(payload), limit)
+        if self._store is None:
+            return None
+        return functools.partial(self._store.append, room, seq, event, orjson.dumps(payload), limit)
 
-    async def forget(self, room: str) -> None:
+    async def append(self, room: str, event: str, payload: Any, limit: int) -> None:
+        await _run(self.append_nowait(room, event, payload, limit))
+
+    def forget_nowait(self, room: str) -> Write | None:
         self._latest.pop(room, None)
         self._backlogs.pop(room, None)
-        if self._store is not None:
-            await self._store.forget_room(room)
+        if self._store is None:
+            return None
+        return functools.partial(self._store.forget_room, room)
+
+    async def forget(self, room: str) -> None:
+        await _run(self.forget_nowait(room))
 
     def latest(self, room: str) -> dict[str, Any]:
         return dict(self._latest.get(room, {}))

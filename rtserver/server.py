@@ -23,6 +23,7 @@ from .metrics import Stats
 from .presence import Presence
 from .recovery import Recovery
 from .retained import Retained
+from .retention import Retention
 from .routes import Router
 from .socketio.server import SocketIOServer
 from .store import Store
@@ -180,6 +181,12 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             stats.bind_gauges(lambda: _gauges(engine, hub))
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
             retained = await Retained.load(store)
+            if config.retention.latest or config.retention.inbox:
+                retention = Retention(config.retention, retained)
+                retention.bind(sio)
+                sio.retention = retention
+                sio.listeners.append(retention)
+                nursery.start_soon(retention.run)
             features.install_all(
                 features.Context(config, sio.builtins, app, sio, guard, presence, store, retained, api)
             )

@@ -207,11 +207,20 @@ setTimeout(() => process.exit(2), o.timeoutMs);
 async def test_kill_minus_nine_keeps_what_was_acknowledged(tmp_path, nursery):
     listener = free_listener()
     port = listener.getsockname()[1]
-    config = write_config(tmp_path, auth={"secret": "s" * 40, "api_keys": [API_KEY]})
+    config = write_config(
+        tmp_path,
+        auth={"secret": "s" * 40, "api_keys": [API_KEY]},
+        retention={"latest": ["layout_update"], "inbox": ["newNotification"]},
+    )
     server = await Server.start(nursery, config, fd=listener.fileno())
     await wait_listening(port)
     status, body = await http(port, "POST", "/api/v1/admin/revoke", {"user": "mallory"})
     assert status == 200 and body["tokenVersion"] == 1
+    # Acknowledged: a layout for a screen that is off, a notification for a user who is away.
+    layout = {"device": "screen-9", "event": "layout_update", "data": {"layoutId": "L7"}}
+    assert (await http(port, "POST", "/api/v1/emit", layout)) == (200, {"delivered": 0})
+    notice = {"user": "ann", "event": "newNotification", "data": {"id": 1}}
+    assert (await http(port, "POST", "/api/v1/emit", notice)) == (200, {"delivered": 0})
     server.signal(signal.SIGKILL)
     await server.exited()
     again = await Server.start(nursery, config, fd=listener.fileno())
@@ -224,15 +233,22 @@ async def test_kill_minus_nine_keeps_what_was_acknowledged(tmp_path, nursery):
     assert refusal["data"] == {"code": "token_revoked"}
     fresh = await LiveClient(port).connect({"token": jwt_token("mallory", version=1)})
     await fresh.disconnect()
+    screen = await LiveClient(port).connect(
+        {"token": jwt_token("screen", version=0, devices=["screen-9"]), "deviceId": "screen-9"}
+    )
+    assert await screen.next("layout_update") == {"layoutId": "L7"}
+    ann = await LiveClient(port).connect({"token": jwt_token("ann", version=0)})
+    assert await ann.next("newNotification") == {"id": 1}
+    await screen.disconnect()
+    await ann.disconnect()
     again.signal(signal.SIGTERM)
     assert await again.exited() == 0
     listener.close()
 
 
-def jwt_token(user: str, version: int) -> str:
-    return jwt.encode(
-        {"sub": user, "tenantId": "acme", "tokenVersion": version, "exp": int(time.time()) + 600}, "s" * 40, algorithm="HS256"
-    )
+def jwt_token(user: str, version: int, **claims: Any) -> str:
+    payload = {"sub": user, "tenantId": "acme", "tokenVersion": version, "exp": int(time.time()) + 600, **claims}
+    return jwt.encode(payload, "s" * 40, algorithm="HS256")
 
 
 @pytest.mark.parametrize("damage", ["file_instead_of_directory", "corrupt_database", "unwritable"])

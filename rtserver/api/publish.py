@@ -111,7 +111,15 @@ class PublishRoutes:
 
     async def emit(self, call: Call) -> Response:
         body: EmitRequest = parse_body(call.request, EmitRequest)
-        return ok({"delivered": self._emit(body)})
+        delivered = self._emit(body)
+        await self._kept(body)
+        return ok({"delivered": delivered})
+
+    async def _kept(self, *bodies: EmitRequest) -> None:
+        """Answer only once retained events are in the store ([retention])."""
+        retention = self._sio.retention
+        if retention is not None and any(retention.retains(b.event) for b in bodies):
+            await retention.flushed()
 
     async def batch(self, call: Call) -> Response:
         body: BatchRequest = parse_body(call.request, BatchRequest)
@@ -120,7 +128,9 @@ class PublishRoutes:
                 message.resolve(self._sio)
             except ApiError as exc:
                 raise ApiError(exc.status, exc.code, f"messages[{index}]: {exc.message}") from None
-        return ok({"results": [{"delivered": self._emit(m)} for m in body.messages]})
+        results = [{"delivered": self._emit(m)} for m in body.messages]
+        await self._kept(*body.messages)
+        return ok({"results": results})
 
     def _targets(self, body: Target) -> list[Any]:
         rooms = body.resolve(self._sio)

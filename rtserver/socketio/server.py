@@ -14,6 +14,7 @@ from ..config import SocketIOConfig
 from ..engineio.session import Session
 from ..hub import Hub
 from ..recovery import Recovery
+from ..retention import Retention
 from .client import Client
 from .socket import Socket, event_frames
 
@@ -44,6 +45,8 @@ class SocketIOServer:
         self.recovery = recovery
         #: Live sockets by private session id (connection state recovery).
         self.by_pid: dict[str, Socket] = {}
+        #: Keeps events by name ([retention]); set by the server when configured.
+        self.retention: Retention | None = None
         self.app = app
         self.hub = hub
         self.guard = guard
@@ -92,6 +95,8 @@ class SocketIOServer:
             self.recovery.record(seq, namespace, rooms, exclude, frames)
         else:
             frames = event_frames(namespace, event, args)
+        if self.retention is not None:
+            self.retention.emitted(namespace, event, args, rooms)
         return self.hub.publish(namespace, frames, rooms, exclude, volatile)
 
     def socket(self, sid: str, namespace: str = "/") -> Socket | None:

@@ -141,8 +141,13 @@ class Socket:
             self.emit(self.client.server.guard.auth.error_event, {**refusal.as_dict(), "event": event})
 
     def join(self, *rooms: str) -> None:
+        server = self.client.server
         for room in rooms:
-            self.client.server.hub.join(self, room)
+            if room in self.rooms:
+                continue
+            server.hub.join(self, room)
+            if server.retention is not None:
+                server.retention.joined(self, room)
 
     def leave(self, *rooms: str) -> None:
         for room in rooms:

@@ -1,0 +1,111 @@
+"""Retention by event name: latest values per room, and inboxes for offline users.
+
+``[retention] latest`` names events whose last payload per room is kept: a
+socket joining that room (a subscription, or its own rooms at connect)
+receives it first, so a screen back from a power cut shows the latest layout
+without the publisher repeating it.  ``[retention] inbox`` names events that,
+sent to ``user:{u}`` while the user has no connected socket, wait in the
+store and are delivered in order at the user's next connect.
+
+Writes go through one task in order; a publisher that must know its event is
+kept awaits :meth:`Retention.flushed` (the HTTP API does before answering),
+after which a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .config import RetentionConfig
+from .retained import Retained, Write
+
+if TYPE_CHECKING:
+    from .socketio.server import SocketIOServer
+    from .socketio.socket import Socket
+
+log = logging.getLogger("rtserver.retention")
+
+_LATEST = "latest:"
+_INBOX = "inbox:"
+_QUEUE = 10_000
+
+
+class Retention:
+    def __init__(self, config: RetentionConfig, retained: Retained) -> None:
+        self.config = config
+        self._retained = retained
+        self._latest = frozenset(config.latest)
+        self._inbox = frozenset(config.inbox)
+        self._send, self._receive = trio.open_memory_channel[Any](_QUEUE)
+        self._sio: SocketIOServer | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self._latest or self._inbox)
+
+    def retains(self, event: str) -> bool:
+        return event in self._latest or event in self._inbox
+
+    def bind(self, sio: SocketIOServer) -> None:
+        self._sio = sio
+
+    # ---------------------------------------------------------- publishing
+    def emitted(self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None) -> None:
+        """Called for every emit: keep what the configuration names."""
+        if namespace != "/" or not rooms or self._sio is None:
+            return
+        if event in self._latest:
+            for room in rooms:
+                if self._sio.hub.member("/", room) is not None:
+                    continue  # a socket's own address, not a room to keep
+                self._queue(self._retained.keep_nowait(_LATEST + room, event, list(args)))
+        if event in self._inbox:
+            for room in rooms:
+                if room.startswith("user:") and not self._sio.hub.members("/", [room]):
+                    self._queue(self._retained.append_nowait(_INBOX + room, event, list(args), self.config.inbox_size))
+
+    def _queue(self, write: Write | None) -> None:
+        """Memory is already up to date; the store write happens in order."""
+        if write is None:
+            return
+        try:
+            self._send.send_nowait(write)
+        except trio.WouldBlock:
+            log.error("retention: the store is far behind; an event was not written")
+
+    async def flushed(self) -> None:
+        """Return once everything queued so far is in the store."""
+        done = trio.Event()
+        await self._send.send(done.set)
+        await done.wait()
+
+    async def run(self) -> None:
+        async for job in self._receive:
+            result = job()
+            if result is not None:
+                await result
+
+    # ------------------------------------------------------------ replays
+    def joined(self, socket: Socket, room: str) -> None:
+        """A socket joined ``room``: send it the room's latest values."""
+        for event, args in self._retained.latest(_LATEST + room).items():
+            socket.emit(event, *args)
+
+    def connected(self, socket: Socket) -> None:
+        """Deliver what waited for this user, then empty their inbox."""
+        identity = socket.identity
+        if identity is None or socket.namespace_name != "/":
+            return
+        room = _INBOX + f"user:{identity.user}"
+        waiting = self._retained.backlog(room)
+        if not waiting:
+            return
+        for event, args in waiting:
+            socket.emit(event, *args)
+        self._queue(self._retained.forget_nowait(room))
+
+    def disconnected(self, socket: Socket, reason: str) -> None:
+        """Nothing to do: a user's inbox fills only while they are away."""
