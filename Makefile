@@ -8,7 +8,7 @@ PREFIX ?= /opt/rtserver
 SYSTEMD_DIR ?= /etc/systemd/system
 CONFIG_DIR ?= /etc/rtserver
 
-.PHONY: run test install test-deps check-config clean
+.PHONY: run test install test-deps check-config clean bench
 
 $(BIN)/rtserver: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test-deps: $(VENV)/.test-deps $(CLIENTS)/node_modules/.package-lock.json
 
 test: test-deps
 	$(BIN)/python -m pytest -q
+
+# Benchmarks against Node socket.io and python-socketio (not a test): installs the
+# peers itself (bench/.venv, bench/peers/node, bench/loadgen) and writes
+# bench/results/latest.md. BENCH_RUNS=N, BENCH_QUICK=1 for a smoke run.
+bench: $(BIN)/rtserver
+	$(PYTHON) bench/run.py
 
 # As root: the package in $(PREFIX)/.venv, the units, and $(CONFIG_DIR)/config.toml
 # (kept if present). Then: systemctl daemon-reload && systemctl enable --now rtserver.socket

@@ -13,11 +13,10 @@ import queue
 import stat
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import h11
 import jwt
 import orjson
 import pytest
@@ -25,18 +24,28 @@ import socketio
 import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from support import wire
+from support.nodes import (
+    FAST_RECONNECT,
+    Background,
+    Node,
+    NodeResult,
+    StartServer,
+    acks,
+    events,
+    in_background,
+    ok,
+    scripted,
+    url,
+    wait_until,
+)
 
 from rtserver import App, RunningServer, Socket
-
-NodeResult = Any
-StartServer = Callable[..., Awaitable[RunningServer]]
-Node = Callable[..., Awaitable[NodeResult]]
 
 SECRET = "client-test-secret-" + "s" * 48
 API_KEY = "test-api-key-0123456789"
 WAIT = 10.0
 ROOT = Path(__file__).resolve().parent.parent
-FAST_RECONNECT = {"reconnectionDelay": 100, "reconnectionDelayMax": 200}
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -67,29 +76,6 @@ def token(
 
 def auth_on(**values: Any) -> dict[str, Any]:
     return {"enabled": True, "secret": SECRET, **values}
-
-
-def url(server: RunningServer) -> str:
-    return f"http://127.0.0.1:{server.port}/"
-
-
-def scripted(**config: Any) -> str:
-    return json.dumps(config)
-
-
-def ok(result: NodeResult) -> NodeResult:
-    assert result.returncode == 0, result
-    assert result.of("timeout") == [], result
-    assert len(result.of("done")) == 1, result
-    return result
-
-
-def events(result: NodeResult, name: str) -> list[list[Any]]:
-    return [e["args"] for e in result.of("event") if e["event"] == name]
-
-
-def acks(result: NodeResult, name: str) -> list[list[Any]]:
-    return [e["args"] for e in result.of("ack") if e["event"] == name]
 
 
 def refusal_of(result: NodeResult) -> tuple[str, str]:
@@ -143,31 +129,6 @@ async def connect_all(
     return results
 
 
-class Background:
-    def __init__(self) -> None:
-        self.result: NodeResult | None = None
-        self.finished = trio.Event()
-
-    async def wait(self, timeout: float = 20) -> NodeResult:
-        with trio.fail_after(timeout):
-            await self.finished.wait()
-        assert self.result is not None
-        return self.result
-
-
-def in_background(nursery: trio.Nursery, node: Node, *args: Any, **kwargs: Any) -> Background:
-    bg = Background()
-
-    async def run() -> None:
-        try:
-            bg.result = await node(*args, **kwargs)
-        finally:
-            bg.finished.set()
-
-    nursery.start_soon(run)
-    return bg
-
-
 def held(
     nursery: trio.Nursery,
     node: Node,
@@ -187,42 +148,13 @@ def held(
     return in_background(nursery, node, "scripted.js", url(server), json.dumps(config))
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
 async def http(
     port: int, method: str, target: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None
 ) -> tuple[int, Any]:
     """One HTTP/1.1 request; (status, JSON body or raw bytes)."""
-    conn = h11.Connection(h11.CLIENT)
-    all_headers = [("Host", f"127.0.0.1:{port}"), ("Connection", "close"), *(headers or [])]
-    if method in ("POST", "PUT", "DELETE"):
-        all_headers.append(("Content-Length", str(len(body))))
-    with trio.fail_after(WAIT):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        async with stream:
-            data = conn.send(h11.Request(method=method, target=target, headers=all_headers))
-            if body:
-                data += conn.send(h11.Data(data=body))
-            data += conn.send(h11.EndOfMessage())
-            await stream.send_all(data)
-            status = None
-            chunks = []
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some(65536))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                    break
-    assert status is not None
-    raw = b"".join(chunks)
+    status, _, raw = await wire.request(
+        port, method, target, body, headers or (), sized=("POST", "PUT", "DELETE"), timeout=WAIT
+    )
     try:
         return status, orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -8,23 +8,18 @@ may leave an ERROR record or a traceback in the "rtserver" logs.
 
 from __future__ import annotations
 
-import base64
 import logging
-import os
 import socket as socket_mod
 import struct
 from typing import Any
 
-import h11
 import orjson
 import pytest
 import trio
 import trio_websocket
+from support.wire import EIO, WAIT, Polling, RawWS, http
 
 from rtserver import App
-
-EIO = "/socket.io/?EIO=4"
-WAIT = 5.0
 
 
 # ---------------------------------------------------------------- helpers
@@ -52,46 +47,6 @@ def make_app() -> tuple[App, dict[str, str]]:
     return app, reasons
 
 
-async def http(
-    port: int,
-    method: str,
-    target: str,
-    body: bytes = b"",
-    headers: list[tuple[str, str]] | None = None,
-) -> tuple[int, bytes]:
-    """One HTTP/1.1 request on a fresh connection; (status, body)."""
-    conn = h11.Connection(h11.CLIENT)
-    all_headers = [("Host", f"127.0.0.1:{port}"), ("Connection", "close"), *(headers or [])]
-    if method in ("POST", "PUT"):
-        all_headers.append(("Content-Length", str(len(body))))
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        data = conn.send(h11.Request(method=method, target=target, headers=all_headers))
-        if method in ("POST", "PUT"):
-            data += conn.send(h11.Data(data=body))
-        data += conn.send(h11.EndOfMessage())
-        await stream.send_all(data)
-        return await read_response(conn, stream)
-
-
-async def read_response(conn: h11.Connection, stream: trio.abc.Stream) -> tuple[int, bytes]:
-    status = None
-    chunks = []
-    with trio.fail_after(WAIT):
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                chunks.append(bytes(event.data))
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                break
-    assert status is not None
-    return status, b"".join(chunks)
-
-
 async def raw(port: int, data: bytes) -> bytes:
     """Write raw bytes, return everything the server sends before it closes."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
@@ -108,124 +63,6 @@ def parse_raw_response(data: bytes) -> tuple[int, dict[str, Any]]:
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, orjson.loads(body)
-
-
-class Polling:
-    """A Socket.IO client over long-polling, driven by hand."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.sid = ""
-        self.socket_sid = ""
-
-    def target(self) -> str:
-        return f"{EIO}&transport=polling&sid={self.sid}"
-
-    async def open(self, connect: bool = True) -> Polling:
-        status, body = await http(self.port, "GET", f"{EIO}&transport=polling")
-        assert status == 200 and body.startswith(b"0"), body
-        self.sid = orjson.loads(body[1:])["sid"]
-        if connect:
-            assert await self.post(b"40") == (200, b"ok")
-            status, body = await self.get()
-            assert status == 200 and body.startswith(b"40{"), body
-            self.socket_sid = orjson.loads(body[2:])["sid"]
-        return self
-
-    async def get(self) -> tuple[int, bytes]:
-        return await http(self.port, "GET", self.target())
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        return await http(self.port, "POST", self.target(), body)
-
-
-class RawWS:
-    """A hand-rolled WebSocket client: sends any frame, even invalid ones."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self._buf = b""
-        self.socket_sid = ""
-        self.sid = ""
-
-    @classmethod
-    async def open(cls, port: int, connect: bool = True) -> RawWS:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        ws = cls(stream)
-        key = base64.b64encode(os.urandom(16)).decode()
-        await stream.send_all(
-            (
-                f"GET {EIO}&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = await ws._read_until(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        opcode, payload = await ws.recv()
-        assert opcode == 1 and payload.startswith(b"0{"), payload
-        ws.sid = orjson.loads(payload[1:])["sid"]
-        if connect:
-            await ws.send_text("40")
-            opcode, payload = await ws.recv()
-            assert payload.startswith(b"40{"), payload
-            ws.socket_sid = orjson.loads(payload[2:])["sid"]
-        return ws
-
-    async def _fill(self) -> None:
-        chunk = await self.stream.receive_some(65536)
-        if not chunk:
-            raise EOFError("connection closed without a close frame")
-        self._buf += chunk
-
-    async def _read_until(self, marker: bytes) -> bytes:
-        while marker not in self._buf:
-            await self._fill()
-        head, _, self._buf = self._buf.partition(marker)
-        return head
-
-    async def _read(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            await self._fill()
-        data, self._buf = self._buf[:n], self._buf[n:]
-        return data
-
-    async def recv(self) -> tuple[int, bytes]:
-        with trio.fail_after(WAIT):
-            first, second = await self._read(2)
-            length = second & 0x7F
-            if length == 126:
-                (length,) = struct.unpack("!H", await self._read(2))
-            elif length == 127:
-                (length,) = struct.unpack("!Q", await self._read(8))
-            return first & 0x0F, await self._read(length)
-
-    async def send_frame(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        header = bytes([0x80 | opcode])
-        if len(payload) < 126:
-            header += bytes([0x80 | len(payload)])
-        else:
-            header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        await self.stream.send_all(header + mask + masked)
-
-    async def send_text(self, text: str | bytes) -> None:
-        await self.send_frame(1, text.encode() if isinstance(text, str) else text)
-
-    async def close_code(self) -> int | None:
-        """Read until the server closes: its close frame's code, None for a bare TCP close."""
-        while True:
-            try:
-                opcode, payload = await self.recv()
-            except EOFError:
-                return None
-            if opcode == 8:
-                await self.send_frame(8, payload[:2])  # complete the closing handshake
-                return struct.unpack("!H", payload[:2])[0]
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
 
 
 class Witness:
@@ -313,7 +150,7 @@ async def test_bad_request_for_existing_session(setup):
     status, body = await http(server.port, "GET", f"{EIO}&transport=websocket&sid={client.sid}")
     assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
     # A method Engine.IO does not use, for a known session.
-    status, body = await http(server.port, "DELETE", client.target())
+    status, body = await http(server.port, "DELETE", client.target)
     assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
     # Upgrading a session that is already on WebSocket.
     status, body = await http(
@@ -530,7 +367,7 @@ async def test_silent_body_is_dropped(setup):
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
     async with stream:
         await stream.send_all(
-            f"POST {client.target()} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n42".encode()
+            f"POST {client.target} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n42".encode()
         )
         with trio.fail_after(3):
             received = b""

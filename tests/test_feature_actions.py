@@ -12,7 +12,6 @@ import functools
 import json
 import time
 import tomllib
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,12 @@ import jwt
 import orjson
 import pytest
 import trio
+from support import wire
+from support.nodes import Node, NodeResult, StartServer, ok, wait_until
 
 from rtserver import App, RunningServer
 from rtserver import config as config_mod
 from rtserver.features.actions import ActionCall, ActionError, register_action, send_update
-
-NodeResult = Any
-StartServer = Callable[..., Awaitable[RunningServer]]
-Node = Callable[..., Awaitable[NodeResult]]
 
 SECRET = "actions-test-secret-" + "k" * 40
 API_KEY = "actions-api-key-0123456789"
@@ -68,11 +65,7 @@ async def actions_client(node: Node, server: RunningServer, token_: str | None, 
                          timeout_ms: int = 12000) -> NodeResult:
     config = {"url": client_url(server), "token": token_, "sessionId": session, "artifactId": artifact,
               "steps": steps or [], "useCases": use_cases, "timeoutMs": timeout_ms}
-    result = await node("actions.js", json.dumps(config), timeout=timeout_ms / 1000 + 5)
-    assert result.returncode == 0, result
-    assert result.of("timeout") == [], result
-    assert len(result.of("done")) == 1, result
-    return result
+    return ok(await node("actions.js", json.dumps(config), timeout=timeout_ms / 1000 + 5))
 
 
 def messages(result: NodeResult, **want: Any) -> list[dict[str, Any]]:
@@ -91,38 +84,9 @@ def refusal_code(result: NodeResult) -> str:
     return error["data"]["code"]
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
 async def http(port: int, method: str, target: str, body: bytes = b"",
                headers: list[tuple[str, str]] | None = None) -> tuple[int, dict[str, str], bytes]:
-    conn = h11.Connection(h11.CLIENT)
-    all_headers = [("Host", f"127.0.0.1:{port}"), ("Connection", "close"), *(headers or [])]
-    if method == "POST":
-        all_headers.append(("Content-Length", str(len(body))))
-    with trio.fail_after(WAIT):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        async with stream:
-            data = conn.send(h11.Request(method=method, target=target, headers=all_headers))
-            data += conn.send(h11.Data(data=body)) if body else b""
-            data += conn.send(h11.EndOfMessage())
-            await stream.send_all(data)
-            status, response_headers, chunks = 0, {}, []
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some(65536))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                    response_headers = {k.decode().lower(): v.decode() for k, v in event.headers}
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                    break
-    return status, response_headers, b"".join(chunks)
+    return await wire.request(port, method, target, body, headers or (), sized=("POST",), timeout=WAIT)
 
 
 async def post_update(server: RunningServer, body: Any, auth: str | None = API_KEY) -> tuple[int, Any]:

@@ -14,24 +14,21 @@ import os
 import sys
 import time
 import tomllib
-from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import attrs
-import h11
 import jwt
 import orjson
 import pytest
 import trio
+from support import wire
+from support.nodes import Background, Node, NodeResult, StartServer, ok, wait_until
 
 from rtserver import RunningServer
 from rtserver import config as config_mod
 from rtserver.features import chat, settings_for
-
-NodeResult = Any
-StartServer = Callable[..., Awaitable[RunningServer]]
-Node = Callable[..., Awaitable[NodeResult]]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PATH = ROOT / "examples" / "chat.toml"
@@ -83,31 +80,8 @@ async def scripted(node: Node, server: RunningServer, token_: str, steps: list[A
                       timeout=timeout_ms / 1000 + 5)
 
 
-class Background:
-    def __init__(self, nursery: trio.Nursery, run: Callable[[], Awaitable[NodeResult]]) -> None:
-        self.result: NodeResult | None = None
-        self.finished = trio.Event()
-
-        async def go() -> None:
-            try:
-                self.result = await run()
-            finally:
-                self.finished.set()
-
-        nursery.start_soon(go)
-
-    async def wait(self, timeout: float = 25) -> NodeResult:
-        with trio.fail_after(timeout):
-            await self.finished.wait()
-        assert self.result is not None
-        return self.result
-
-
-def ok(result: NodeResult) -> NodeResult:
-    assert result.returncode == 0, result
-    assert result.of("timeout") == [], result
-    assert len(result.of("done")) == 1, result
-    return result
+#: A Node run in the background, waited for up to 25 s.
+background = partial(Background, timeout=25)
 
 
 def events(result: NodeResult, name: str) -> list[Any]:
@@ -127,39 +101,14 @@ def members(server: RunningServer, room: str) -> set[str]:
     return {m.identity.user for m in server.sio.hub.members("/", [room]) if getattr(m, "identity", None)}
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
 async def api(server: RunningServer, path: str, body: Any, key: str | None = API_KEY) -> tuple[int, Any]:
     """POST a JSON body with the API key (or a Bearer JWT as ``key``)."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    headers = [("Host", "127.0.0.1"), ("Connection", "close"), ("Content-Type", "application/json"),
-               ("Content-Length", str(len(data)))]
+    headers = [("Content-Type", "application/json")]
     if key is not None:
         headers.append(("Authorization", f"Bearer {key}"))
-    conn = h11.Connection(h11.CLIENT)
-    status, chunks = None, []
-    with trio.fail_after(WAIT):
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        async with stream:
-            out = conn.send(h11.Request(method="POST", target=path, headers=headers))
-            out += conn.send(h11.Data(data=data)) + conn.send(h11.EndOfMessage())
-            await stream.send_all(out)
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some(65536))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                    break
-    assert status is not None
-    return status, orjson.loads(b"".join(chunks))
+    status, _, raw = await wire.request(server.port, "POST", path, data, headers, host="127.0.0.1", timeout=WAIT)
+    return status, orjson.loads(raw)
 
 
 def error(code: str, pattern: str) -> dict[str, Any]:
@@ -190,7 +139,7 @@ async def test_document_clients_rooms_private_broadcast_admin(
         start_server: StartServer, node: Node, nursery: trio.Nursery) -> None:
     server = await start_server(**sections())
     # bob: Authorization header, the Node.js Client example (get_online_users, join developers).
-    bob = Background(nursery, lambda: document_client(node, server, BOB, "header", "node", [
+    bob = background(nursery, lambda: document_client(node, server, BOB, "header", "node", [
         {"emit": ["join_room", {"room": "general"}], "ack": True},
         {"wait": "new_message", "count": 3},
         {"wait": "admin_announcement"},
@@ -276,7 +225,7 @@ async def test_document_clients_rooms_private_broadcast_admin(
 
 async def test_presence_and_room_departures(start_server: StartServer, node: Node, nursery: trio.Nursery) -> None:
     server = await start_server(**sections(presence={"grace": 0.2}))
-    bob = Background(nursery, lambda: document_client(node, server, BOB, "auth", "node", [
+    bob = background(nursery, lambda: document_client(node, server, BOB, "auth", "node", [
         {"emit": ["join_room", {"room": "general"}], "ack": True},
         {"wait": "user_left"},
         {"wait": "user_offline"},
@@ -306,7 +255,7 @@ async def test_presence_and_room_departures(start_server: StartServer, node: Nod
 async def test_revoked_token_dropped_and_reconnect_refused(start_server: StartServer, node: Node,
                                                            nursery: trio.Nursery, placement: str) -> None:
     server = await start_server(**sections())
-    victim = Background(nursery, lambda: document_client(node, server, BOB, placement, "node", [
+    victim = background(nursery, lambda: document_client(node, server, BOB, placement, "node", [
         {"waitDisconnect": 1},
         {"sleep": 8000},  # the client reconnects by itself and is refused (the script ends there)
     ]))
@@ -366,12 +315,12 @@ async def test_bad_inputs_answered_with_exception_only(start_server: StartServer
                                                        nursery: trio.Nursery) -> None:
     server = await start_server(**sections())
     release = [{"wait": "release"}]
-    alice = Background(nursery, lambda: scripted(node, server, ALICE, [
+    alice = background(nursery, lambda: scripted(node, server, ALICE, [
         {"emit": ["join_room", {"room": "general"}], "ack": True},
         {"emit": ["admin_broadcast", {"message": 5}], "ack": True},
         {"emit": ["admin_broadcast", {"message": "y" * 2001}], "ack": True},
         *release]))
-    carol = Background(nursery, lambda: scripted(node, server, CAROL, [
+    carol = background(nursery, lambda: scripted(node, server, CAROL, [
         {"emit": ["join_room", {"room": "general"}], "ack": True}, *release]))
     await wait_until(lambda: "alice" in members(server, "tenant:A:general")
                      and "carol" in members(server, "tenant:B:general"))
@@ -439,10 +388,10 @@ async def test_notifications_from_the_back_end(start_server: StartServer, node: 
     server = await start_server(**sections(features={"enabled": ["chat", "signage"]}))
     path = "/api/v1/chat/notifications"
     release = [{"wait": "release"}]
-    bob = Background(nursery, lambda: scripted(node, server, BOB, [
+    bob = background(nursery, lambda: scripted(node, server, BOB, [
         {"emit": ["join_room", {"room": "general"}], "ack": True}, *release]))
-    alice = Background(nursery, lambda: scripted(node, server, ALICE, release))
-    carol = Background(nursery, lambda: scripted(node, server, CAROL, [
+    alice = background(nursery, lambda: scripted(node, server, ALICE, release))
+    carol = background(nursery, lambda: scripted(node, server, CAROL, [
         {"emit": ["join_room", {"room": "general"}], "ack": True}, *release]))
     await wait_until(lambda: "bob" in members(server, "tenant:A:general") and "alice" in members(server, "user:alice")
                      and "carol" in members(server, "tenant:B:general"))

@@ -7,152 +7,26 @@ examples/deployments.toml; the deployer publishes over the HTTP API.
 
 from __future__ import annotations
 
-import itertools
 import json
-import subprocess
-import time
-import tomllib
-from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 from typing import Any
 
-import h11
-import jwt
-import orjson
 import pytest
 import trio
+from support.interactive import NodeClient, spawn
+from support.nodes import wait_until
+from support.seeds import Seed
 
 from rtserver import RunningServer
-from rtserver import config as config_mod
 from rtserver.cli import main as cli_main
 from rtserver.features import deployments
 
 SECRET = "deployments-test-secret-" + "d" * 40
 API_KEY = "deployments-test-api-key-0123456789"
-WAIT = 10.0
-ROOT = Path(__file__).resolve().parent.parent
-CLIENTS = ROOT / "tests" / "clients"
-EXAMPLE_PATH = ROOT / "examples" / "deployments.toml"
-EXAMPLE = tomllib.loads(EXAMPLE_PATH.read_text())
-
-
-def token(sub: str, tenant: str | None = "acme", **claims: Any) -> str:
-    payload: dict[str, Any] = {"sub": sub, "iat": int(time.time()), "exp": int(time.time()) + 600, **claims}
-    if tenant is not None:
-        payload["tenantId"] = tenant
-    return jwt.encode(payload, SECRET, algorithm="HS256")
-
-
-def example_sections(grace: float = 0.3) -> dict[str, Any]:
-    """The example config's sections, with a test secret, API key and a short presence grace."""
-    sections = {k: v for k, v in EXAMPLE.items() if k != "server"}
-    sections["auth"] = {**EXAMPLE["auth"], "secret": SECRET, "secret_env": "", "api_keys": [API_KEY]}
-    sections["presence"] = {**EXAMPLE["presence"], "grace": grace}
-    return sections
+SEED = Seed("deployments", SECRET, API_KEY, tenant="acme")
+token, example_sections, http = SEED.token, SEED.sections, SEED.http
 
 
 # --------------------------------------------------------------- helpers
-async def http(port: int, method: str, target: str, body: Any = None, key: str | None = API_KEY,
-               bearer: str | None = None) -> tuple[int, Any]:
-    raw = b"" if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
-    headers = [("Host", f"127.0.0.1:{port}"), ("Connection", "close"), ("Content-Length", str(len(raw)))]
-    if key:
-        headers.append(("X-Api-Key", key))
-    if bearer:
-        headers.append(("Authorization", f"Bearer {bearer}"))
-    conn = h11.Connection(h11.CLIENT)
-    with trio.fail_after(WAIT):
-        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-            data = conn.send(h11.Request(method=method, target=target, headers=headers))
-            data += conn.send(h11.Data(data=raw)) if raw else b""
-            await stream.send_all(data + conn.send(h11.EndOfMessage()))
-            status, chunks = 0, []
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some(65536))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    break
-    return status, orjson.loads(b"".join(chunks))
-
-
-class NodeClient:
-    """A Node script that prints JSON lines and takes commands on stdin."""
-
-    def __init__(self, process: trio.Process, name: str) -> None:
-        self.process = process
-        self.name = name
-        self.lines: list[dict[str, Any]] = []
-        self.closed = False
-        self._changed = trio.Event()
-        self._ids = itertools.count()
-
-    async def pump(self) -> None:
-        assert self.process.stdout is not None
-        buffer = b""
-        async for chunk in self.process.stdout:
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            self.lines += [json.loads(line) for line in complete if line.startswith(b"{")]
-            self._changed.set()
-            self._changed = trio.Event()
-        self.closed = True
-        self._changed.set()
-
-    async def expect(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT) -> dict[str, Any]:
-        with trio.move_on_after(timeout):
-            while True:
-                for line in self.lines:
-                    if predicate(line):
-                        return line
-                if self.closed:
-                    break
-                await self._changed.wait()
-        raise AssertionError(f"{self.name}: nothing matched; got {self.lines}")
-
-    async def console(self, text: str) -> None:
-        await self.expect(lambda e: e["type"] == "console" and e["text"] == text)
-
-    def texts(self, prefix: str = "") -> list[str]:
-        return [e["text"] for e in self.lines if e["type"] == "console" and e["text"].startswith(prefix)]
-
-    def events(self, name: str) -> list[list[Any]]:
-        return [e["args"] for e in self.lines if e["type"] == "event" and e["event"] == name]
-
-    async def send(self, line: str) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send_all(line.encode() + b"\n")
-
-    async def run(self, js: str) -> Any:
-        """Evaluate JavaScript in the script; its (awaited) value."""
-        ident = next(self._ids)
-        await self.send(json.dumps({"id": ident, "js": js}))
-        result = await self.expect(lambda e: e["type"] == "result" and e["id"] == ident)
-        assert "error" not in result, result
-        return result.get("value")
-
-    async def close(self) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.aclose()
-        with trio.fail_after(WAIT):
-            await self.process.wait()
-
-
-async def spawn(nursery: trio.Nursery, script: str, *args: str) -> NodeClient:
-    process = await nursery.start(partial(
-        trio.run_process, ["node", str(CLIENTS / script), *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False, cwd=CLIENTS,
-    ))
-    client = NodeClient(process, f"{script} {args[1:] if len(args) > 1 else ''}")
-    nursery.start_soon(client.pump)
-    return client
-
-
 def url(server: RunningServer) -> str:
     return f"http://127.0.0.1:{server.port}"
 
@@ -183,12 +57,6 @@ async def publish_log(server: RunningServer, dep: str, tenant: str, *lines: str)
 
 def subscribers(server: RunningServer, tenant: str, dep: str) -> int:
     return len(list(server.sio.hub.members("/", [deployments.room_of(tenant, dep)])))
-
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    with trio.fail_after(WAIT):
-        while not predicate():
-            await trio.sleep(0.02)
 
 
 # ----------------------------------------------------------------- tests
@@ -252,7 +120,7 @@ async def test_document_clients_follow_a_deployment(start_server: Any, nursery: 
     # The component unmounts (unsubscribe + disconnect): bob goes offline.
     await bob.send("unmount")
     await alice.console("User bob is now offline")
-    assert alice.events("user:offline")[0][0]["status"] == "offline"
+    assert alice.events("user:offline")[0]["status"] == "offline"
     for client in (alice, bob, carol):
         await client.close()
 
@@ -334,8 +202,7 @@ async def test_http_api_checks_callers_and_bodies(start_server: Any) -> None:
 
 
 async def test_status_and_backlog_survive_a_restart(start_server: Any, nursery: trio.Nursery) -> None:
-    sections = example_sections()
-    sections["features"] = {**EXAMPLE["features"], "deployments": {**EXAMPLE["features"]["deployments"], "log_backlog": 3}}
+    sections = example_sections(log_backlog=3)
     first = await start_server(**sections)
     await publish_status(first, "dep-5", "acme", "deploying")
     for n in range(5):
@@ -351,9 +218,7 @@ async def test_status_and_backlog_survive_a_restart(start_server: Any, nursery: 
 
 
 def test_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["check-config", str(EXAMPLE_PATH)]) == 0
+    assert cli_main(["check-config", str(SEED.path)]) == 0
     for bad in ({"log_backlog": 0}, {"unknown": 1}, {"status_event": ""}, {"api_path": "/x"}):
-        data = {**EXAMPLE, "features": {"enabled": ["deployments"], "deployments": bad}}
-        with pytest.raises(config_mod.ConfigError) as exc:
-            config_mod.structure(data)
-        assert exc.value.problems[0].startswith("features.deployments"), exc.value.problems
+        problems = SEED.problems(bad)
+        assert problems[0].startswith("features.deployments"), problems

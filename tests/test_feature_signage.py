@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,12 @@ import orjson
 import pytest
 import socketio
 import trio
+from support.clients import API_KEY, WAIT, LiveClient, auth_section, http, token
+from support.nodes import Background, Node, in_background, wait_until
+from support.nodes import ok as node_ok
 
 from rtserver import App, RunningServer
-from tests.support.clients import API_KEY, WAIT, LiveClient, auth_section, http, token
 
-Node = Callable[..., Awaitable[Any]]
 EXAMPLE = tomllib.loads((Path(__file__).resolve().parent.parent / "examples" / "signage.toml").read_text())
 P = "/api/websocket"
 
@@ -43,40 +43,23 @@ async def start(start_server: Any, **presence: Any) -> tuple[RunningServer, App]
     return await start_server(app, **sections(**presence)), app
 
 
-class Background:
-    def __init__(self) -> None:
-        self.result: Any = None
-        self.finished = trio.Event()
-
-    async def wait(self, timeout: float = 20) -> Any:
-        with trio.fail_after(timeout):
-            await self.finished.wait()
-        return self.result
+def document_config(server: RunningServer, tok: str, steps: list[Any], timeout_ms: int) -> str:
+    """signage.js's argument: the document's client for ``tok``, running ``steps``."""
+    return json.dumps({"base": f"http://127.0.0.1:{server.port}", "token": tok, "fast": True, "timeoutMs": timeout_ms,
+                       "steps": steps})
 
 
 def spawn(nursery: trio.Nursery, node: Node, server: RunningServer, tok: str, steps: list[Any]) -> Background:
-    bg = Background()
-    config = {"base": f"http://127.0.0.1:{server.port}", "token": tok, "fast": True, "timeoutMs": 20000, "steps": steps}
-
-    async def run() -> None:
-        try:
-            bg.result = await node("signage.js", json.dumps(config), timeout=30)
-        finally:
-            bg.finished.set()
-
-    nursery.start_soon(run)
-    return bg
+    return in_background(nursery, node, "signage.js", document_config(server, tok, steps, 20000), timeout=30)
 
 
 async def run(node: Node, server: RunningServer, tok: str, steps: list[Any]) -> Any:
-    config = {"base": f"http://127.0.0.1:{server.port}", "token": tok, "fast": True, "timeoutMs": 15000, "steps": steps}
-    return ok(await node("signage.js", json.dumps(config), timeout=30))
+    return ok(await node("signage.js", document_config(server, tok, steps, 15000), timeout=30))
 
 
 def ok(result: Any) -> Any:
-    assert result.returncode == 0, result
-    assert result.of("timeout") == [] and result.of("crash") == [], result
-    assert len(result.of("done")) == 1, result
+    node_ok(result)
+    assert result.of("crash") == [], result
     return result
 
 
@@ -87,12 +70,6 @@ def results(result: Any, call: str) -> list[Any]:
 
 def events(result: Any, name: str) -> list[Any]:
     return [e["data"] for e in result.of("event") if e["event"] == name]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
 
 
 def in_room(app: App, room: str) -> int:

@@ -8,23 +8,17 @@ gone from the engine and no room remembers the socket.
 
 from __future__ import annotations
 
-import base64
-import os
-import socket as socket_mod
 import struct
 from typing import Any
 
-import h11
 import orjson
 import pytest
 import trio
 import trio_websocket
 from conftest import make_config
+from support.wire import EIO, WAIT, Polling, RawWS
 
 from rtserver import App, serve
-
-EIO = "/socket.io/?EIO=4"
-WAIT = 5.0
 
 
 # ---------------------------------------------------------------- helpers
@@ -85,140 +79,6 @@ async def wait_until(predicate, timeout: float = WAIT) -> None:
             await trio.sleep(0.01)
 
 
-class RawWS:
-    """A hand-rolled WebSocket Socket.IO client (so it can vanish rudely)."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self._buf = b""
-        self.sid = ""
-        self.socket_sid = ""
-
-    @classmethod
-    async def open(cls, port: int) -> RawWS:
-        ws = cls(await trio.open_tcp_stream("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        await ws.stream.send_all(
-            (
-                f"GET {EIO}&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        with trio.fail_after(WAIT):
-            while b"\r\n\r\n" not in ws._buf:
-                await ws._fill()
-        head, _, ws._buf = ws._buf.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        ws.sid = orjson.loads((await ws.recv_text())[1:])["sid"]
-        await ws.send_text("40")
-        ws.socket_sid = orjson.loads((await ws.recv_text())[2:])["sid"]
-        return ws
-
-    async def _fill(self) -> None:
-        chunk = await self.stream.receive_some(65536)
-        if not chunk:
-            raise EOFError
-        self._buf += chunk
-
-    async def _read(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            await self._fill()
-        data, self._buf = self._buf[:n], self._buf[n:]
-        return data
-
-    async def recv(self) -> tuple[int, bytes]:
-        with trio.fail_after(WAIT):
-            first, second = await self._read(2)
-            length = second & 0x7F
-            if length == 126:
-                (length,) = struct.unpack("!H", await self._read(2))
-            elif length == 127:
-                (length,) = struct.unpack("!Q", await self._read(8))
-            return first & 0x0F, await self._read(length)
-
-    async def recv_text(self) -> str:
-        opcode, payload = await self.recv()
-        assert opcode == 1, (opcode, payload)
-        return payload.decode()
-
-    async def send_frame(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        assert len(payload) < 126
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        await self.stream.send_all(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
-
-    async def send_text(self, text: str) -> None:
-        await self.send_frame(1, text.encode())
-
-    async def close_code(self) -> int | None:
-        """Read until the server closes; answer its close frame and return the code."""
-        while True:
-            try:
-                opcode, payload = await self.recv()
-            except EOFError:
-                return None
-            if opcode == 8:
-                await self.send_frame(8, payload[:2])
-                return struct.unpack("!H", payload[:2])[0]
-
-    async def reset(self) -> None:
-        """Vanish with a TCP RST: no close frame, no FIN."""
-        self.stream.socket.setsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_LINGER, struct.pack("ii", 1, 0))
-        await self.stream.aclose()
-
-
-async def http(port: int, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
-    conn = h11.Connection(h11.CLIENT)
-    headers = [("Host", "127.0.0.1"), ("Connection", "close"), ("Content-Length", str(len(body)))]
-    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-        await stream.send_all(
-            conn.send(h11.Request(method=method, target=target, headers=headers))
-            + conn.send(h11.Data(data=body))
-            + conn.send(h11.EndOfMessage())
-        )
-        status, chunks = 0, []
-        with trio.fail_after(WAIT):
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some(65536))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                else:
-                    return status, b"".join(chunks)
-
-
-class Polling:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.sid = ""
-        self.socket_sid = ""
-
-    @property
-    def target(self) -> str:
-        return f"{EIO}&transport=polling&sid={self.sid}"
-
-    @classmethod
-    async def open(cls, port: int) -> Polling:
-        client = cls(port)
-        status, body = await http(port, "GET", f"{EIO}&transport=polling")
-        assert status == 200
-        client.sid = orjson.loads(body[1:])["sid"]
-        assert await client.post(b"40") == (200, b"ok")
-        status, body = await client.get()
-        client.socket_sid = orjson.loads(body[2:])["sid"]
-        return client
-
-    async def get(self) -> tuple[int, bytes]:
-        return await http(self.port, "GET", self.target)
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        return await http(self.port, "POST", self.target, body)
-
-
 async def parked_ws(rec: Recorder, server) -> RawWS:
     ws = await RawWS.open(server.port)
     await ws.send_text('42["park"]')
@@ -229,7 +89,7 @@ async def parked_ws(rec: Recorder, server) -> RawWS:
 
 
 async def parked_polling(rec: Recorder, server) -> Polling:
-    client = await Polling.open(server.port)
+    client = await Polling(server.port).open()
     assert await client.post(b'42["park"]') == (200, b"ok")
     await wait_until(lambda: client.socket_sid in rec.parked)
     assert client.sid in server.engine.sessions

@@ -4,82 +4,31 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import trio
+from support.nodes import (
+    FAST_RECONNECT,
+    Node,
+    StartServer,
+    acks,
+    events,
+    in_background,
+    ok,
+    run_scripted,
+    scripted,
+    url,
+    wait_until,
+)
 
-from rtserver import App, ConnectionRefused, RunningServer, Socket
-
-# The conftest fixtures' types (conftest is not importable as a module here).
-NodeResult = Any
-StartServer = Callable[..., Awaitable[RunningServer]]
-Node = Callable[..., Awaitable[NodeResult]]
-
-#: Reconnect quickly so reconnect tests stay short.
-FAST_RECONNECT = {"reconnectionDelay": 100, "reconnectionDelayMax": 200}
+from rtserver import App, ConnectionRefused, Socket
 
 
 # ------------------------------------------------------------------ helpers
-def url(server: RunningServer, namespace: str = "/") -> str:
-    return f"http://127.0.0.1:{server.port}{namespace}"
-
-
-def scripted(**config: Any) -> str:
-    return json.dumps(config)
-
-
 def b(data: bytes) -> dict[str, str]:
     """How scripts spell binary in JSON."""
     return {"$bin": base64.b64encode(data).decode()}
-
-
-class Background:
-    """A node run in the background, so the test can act on the server meanwhile."""
-
-    def __init__(self) -> None:
-        self.result: NodeResult | None = None
-        self.finished = trio.Event()
-
-    async def wait(self) -> NodeResult:
-        await self.finished.wait()
-        assert self.result is not None
-        return self.result
-
-
-def in_background(nursery: trio.Nursery, node: Node, *args: Any, **kwargs: Any) -> Background:
-    bg = Background()
-
-    async def run() -> None:
-        try:
-            bg.result = await node(*args, **kwargs)
-        finally:
-            bg.finished.set()
-
-    nursery.start_soon(run)
-    return bg
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
-def ok(result: NodeResult) -> NodeResult:
-    assert result.returncode == 0, result
-    assert result.of("timeout") == [], result
-    assert len(result.of("done")) == 1, result
-    return result
-
-
-def events(result: NodeResult, name: str) -> list[list[Any]]:
-    return [e["args"] for e in result.of("event") if e["event"] == name]
-
-
-def acks(result: NodeResult, name: str) -> list[list[Any]]:
-    return [e["args"] for e in result.of("ack") if e["event"] == name]
 
 
 def basic_app() -> tuple[App, dict[str, Any]]:
@@ -113,20 +62,16 @@ ECHO_ARGS = ["hi", 42, {"nested": [1, 2, {"x": None}]}, True]
 async def test_default_options_upgrade_to_websocket(start_server: StartServer, node: Node) -> None:
     app, seen = basic_app()
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(
-                steps=[
-                    {"waitTransport": "websocket"},
-                    {"report": "transport"},
-                    {"emit": ["echo", *ECHO_ARGS], "ack": True},
-                    {"emit": ["hello", "node"], "ack": True},
-                    {"wait": "greeting"},
-                ]
-            ),
-        )
+    result = await run_scripted(
+        node,
+        server,
+        steps=[
+            {"waitTransport": "websocket"},
+            {"report": "transport"},
+            {"emit": ["echo", *ECHO_ARGS], "ack": True},
+            {"emit": ["hello", "node"], "ack": True},
+            {"wait": "greeting"},
+        ]
     )
     [connect] = result.of("connect")
     # The handshake is over polling; the upgrade may finish before or after CONNECT.
@@ -145,20 +90,16 @@ async def test_default_options_upgrade_to_websocket(start_server: StartServer, n
 async def test_websocket_only(start_server: StartServer, node: Node) -> None:
     app, seen = basic_app()
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(
-                options={"transports": ["websocket"]},
-                steps=[
-                    {"emit": ["echo", *ECHO_ARGS], "ack": True},
-                    {"emit": ["hello", "ws"], "ack": True},
-                    {"wait": "greeting"},
-                    {"report": "transport"},
-                ],
-            ),
-        )
+    result = await run_scripted(
+        node,
+        server,
+        options={"transports": ["websocket"]},
+        steps=[
+            {"emit": ["echo", *ECHO_ARGS], "ack": True},
+            {"emit": ["hello", "ws"], "ack": True},
+            {"wait": "greeting"},
+            {"report": "transport"},
+        ],
     )
     [connect] = result.of("connect")
     assert connect["transport"] == "websocket"
@@ -176,20 +117,16 @@ async def test_websocket_only(start_server: StartServer, node: Node) -> None:
 async def test_polling_only(start_server: StartServer, node: Node) -> None:
     app, seen = basic_app()
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(
-                options={"transports": ["polling"]},
-                steps=[
-                    {"emit": ["echo", *ECHO_ARGS], "ack": True},
-                    {"emit": ["hello", "poll"], "ack": True},
-                    {"wait": "greeting"},
-                    {"report": "transport"},
-                ],
-            ),
-        )
+    result = await run_scripted(
+        node,
+        server,
+        options={"transports": ["polling"]},
+        steps=[
+            {"emit": ["echo", *ECHO_ARGS], "ack": True},
+            {"emit": ["hello", "poll"], "ack": True},
+            {"wait": "greeting"},
+            {"report": "transport"},
+        ],
     )
     [connect] = result.of("connect")
     assert connect["transport"] == "polling"
@@ -227,13 +164,7 @@ async def test_auth_payload_reaches_connect_handler(start_server: StartServer, n
     app, seen = auth_app()
     server = await start_server(app)
     auth = {"token": "secret", "user": "ada", "extra": [1, {"k": "v"}]}
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(options={"auth": auth}, steps=[{"emit": ["whoami"], "ack": True}]),
-        )
-    )
+    result = await run_scripted(node, server, options={"auth": auth}, steps=[{"emit": ["whoami"], "ack": True}])
     assert seen["auth"] == [auth]
     assert len(result.of("connect")) == 1
     assert result.of("connect_error") == []
@@ -243,13 +174,7 @@ async def test_auth_payload_reaches_connect_handler(start_server: StartServer, n
 async def test_refused_connect(start_server: StartServer, node: Node) -> None:
     app, seen = auth_app()
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(options={"auth": {"token": "wrong"}}, steps=[{"emit": ["whoami"], "ack": True}]),
-        )
-    )
+    result = await run_scripted(node, server, options={"auth": {"token": "wrong"}}, steps=[{"emit": ["whoami"], "ack": True}])
     assert seen["auth"] == [{"token": "wrong"}]
     assert result.of("connect") == []
     assert result.of("connect_error") == [{"type": "connect_error", "message": "nope", "data": {"code": "x"}}]
@@ -279,26 +204,20 @@ async def test_custom_namespaces(start_server: StartServer, node: Node) -> None:
     # "/config" exists only in the configuration, with no handlers at all.
     server = await start_server(app, socketio={"namespaces": ["/", "/config"]})
 
-    admin = ok(await node("scripted.js", url(server, "/admin"), scripted(steps=[{"emit": ["where"], "ack": True}])))
+    admin = await run_scripted(node, server, "/admin", steps=[{"emit": ["where"], "ack": True}])
     [connect] = admin.of("connect")
     assert connects == [("/admin", connect["id"])]
     assert acks(admin, "where") == [["admin:/admin"]]
 
-    root = ok(await node("scripted.js", url(server), scripted(steps=[{"emit": ["where"], "ack": True}])))
+    root = await run_scripted(node, server, steps=[{"emit": ["where"], "ack": True}])
     assert acks(root, "where") == [["root:/"]]
 
-    configured = ok(
-        await node(
-            "scripted.js",
-            url(server, "/config"),
-            scripted(steps=[{"emit": ["where"], "ack": True, "timeoutMs": 300}]),
-        )
-    )
+    configured = await run_scripted(node, server, "/config", steps=[{"emit": ["where"], "ack": True, "timeoutMs": 300}])
     assert len(configured.of("connect")) == 1
     # No handler there: the event is dropped, so no ack ever comes.
     assert configured.of("ack_error") == [{"type": "ack_error", "event": "where", "message": "operation has timed out"}]
 
-    unknown = ok(await node("scripted.js", url(server, "/nope"), scripted(steps=[{"emit": ["where"], "ack": True}])))
+    unknown = await run_scripted(node, server, "/nope", steps=[{"emit": ["where"], "ack": True}])
     assert unknown.of("connect") == []
     assert unknown.of("connect_error") == [{"type": "connect_error", "message": "Invalid namespace", "data": None}]
 
@@ -323,19 +242,15 @@ async def test_acks_both_ways(start_server: StartServer, node: Node) -> None:
         return "finished"
 
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(
-                options={"transports": ["websocket"]},
-                answers={"ask": "$echo", "single": [{"answer": 42}]},
-                steps=[
-                    {"emit": ["add", 2, 3], "ack": True},
-                    {"emit": ["start"], "ack": True},
-                ],
-            ),
-        )
+    result = await run_scripted(
+        node,
+        server,
+        options={"transports": ["websocket"]},
+        answers={"ask": "$echo", "single": [{"answer": 42}]},
+        steps=[
+            {"emit": ["add", 2, 3], "ack": True},
+            {"emit": ["start"], "ack": True},
+        ],
     )
     assert acks(result, "add") == [[5, "sum"]]
     assert acks(result, "start") == [["finished"]]
@@ -359,22 +274,18 @@ async def test_binary_round_trip(start_server: StartServer, node: Node, transpor
         return first[::-1], {"echo": nested}
 
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(
-                options={"transports": [transport]},
-                steps=[
-                    {
-                        "emit": ["bin", b(blob), {"n": {"data": b(b"\x00\x01\x02"), "list": [b(b""), 7, "s"]}}],
-                        "ack": True,
-                    },
-                    {"wait": "bin_back"},
-                    {"report": "transport"},
-                ],
-            ),
-        )
+    result = await run_scripted(
+        node,
+        server,
+        options={"transports": [transport]},
+        steps=[
+            {
+                "emit": ["bin", b(blob), {"n": {"data": b(b"\x00\x01\x02"), "list": [b(b""), 7, "s"]}}],
+                "ack": True,
+            },
+            {"wait": "bin_back"},
+            {"report": "transport"},
+        ],
     )
     assert [e["name"] for e in result.of("transport")] == [transport]
     assert received == [(blob, {"n": {"data": b"\x00\x01\x02", "list": [b"", 7, "s"]}})]
@@ -404,8 +315,7 @@ async def test_room_broadcast_with_skip(start_server: StartServer, node: Node, n
 
     assert app.emit("news", {"n": 1}, to="room1", skip=sids[0]) == 2
     assert app.emit("done", to="room1") == 3
-    with trio.fail_after(15):
-        result = await bg.wait()
+    result = await bg.wait(15)
     assert result.returncode == 0, result
     assert result.of("done") == [{"type": "done", "count": 3}]
     ids = {e["index"]: e["id"] for e in result.of("connect")}
@@ -429,8 +339,7 @@ async def test_broadcast_to_200_clients(start_server: StartServer, node: Node, n
 
     assert app.emit("broadcast", {"payload": "x" * 100}, [1, 2, 3]) == count
     assert app.emit("done") == count
-    with trio.fail_after(30):
-        result = await bg.wait()
+    result = await bg.wait(30)
     assert result.returncode == 0, result
     assert result.of("done") == [{"type": "done", "count": count}]
     got = [e for e in result.of("event") if e["event"] == "broadcast"]
@@ -471,20 +380,16 @@ def disconnect_app() -> tuple[App, list[tuple[str, str]]]:
 async def test_server_closes_transport_client_reconnects(start_server: StartServer, node: Node, transport: str) -> None:
     app, disconnects = disconnect_app()
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(
-                options={"transports": [transport], **FAST_RECONNECT},
-                steps=[
-                    {"emit": ["kick"]},
-                    {"waitDisconnect": 1},
-                    {"waitConnect": 2},
-                    {"emit": ["whoami"], "ack": True},
-                ],
-            ),
-        )
+    result = await run_scripted(
+        node,
+        server,
+        options={"transports": [transport], **FAST_RECONNECT},
+        steps=[
+            {"emit": ["kick"]},
+            {"waitDisconnect": 1},
+            {"waitConnect": 2},
+            {"emit": ["whoami"], "ack": True},
+        ],
     )
     first, second = result.of("connect")
     assert first["id"] != second["id"]
@@ -504,15 +409,11 @@ async def test_server_closes_transport_client_reconnects(start_server: StartServ
 async def test_server_namespace_disconnect_no_reconnect(start_server: StartServer, node: Node, transport: str) -> None:
     app, disconnects = disconnect_app()
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(
-                options={"transports": [transport], **FAST_RECONNECT},
-                steps=[{"emit": ["part"]}, {"waitDisconnect": 1}, {"sleep": 600}],
-            ),
-        )
+    result = await run_scripted(
+        node,
+        server,
+        options={"transports": [transport], **FAST_RECONNECT},
+        steps=[{"emit": ["part"]}, {"waitDisconnect": 1}, {"sleep": 600}],
     )
     [connect] = result.of("connect")
     assert result.of("disconnect") == [{"type": "disconnect", "reason": "io server disconnect", "active": False}]
@@ -565,8 +466,7 @@ async def test_silent_client_ping_timeout(
     assert app.rooms() == {}
     assert app.sockets() == []
     assert server.engine.sessions == {}
-    with trio.fail_after(10):
-        result = ok(await bg.wait())
+    result = ok(await bg.wait(10))
     assert len(result.of("pong_dropped")) >= 1
     assert [e["reason"] for e in result.of("disconnect")] == ["transport close"]
 
@@ -588,20 +488,16 @@ async def test_messages_keep_order_across_upgrade(start_server: StartServer, nod
         return socket.transport
 
     server = await start_server(app)
-    result = ok(
-        await node(
-            "scripted.js",
-            url(server),
-            scripted(
-                steps=[{"emit": ["burst", count]}]
-                + [{"emit": ["seq", i]} for i in range(count)]
-                + [
-                    {"wait": "seq_back", "count": count},
-                    {"waitTransport": "websocket"},
-                    {"emit": ["seq", -1], "ack": True},
-                ]
-            ),
-        )
+    result = await run_scripted(
+        node,
+        server,
+        steps=[{"emit": ["burst", count]}]
+        + [{"emit": ["seq", i]} for i in range(count)]
+        + [
+            {"wait": "seq_back", "count": count},
+            {"waitTransport": "websocket"},
+            {"emit": ["seq", -1], "ack": True},
+        ]
     )
     assert [e["transport"] for e in result.of("upgrade")] == ["websocket"]
     back = events(result, "seq_back")

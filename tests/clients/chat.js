@@ -21,7 +21,7 @@
 
 const util = require("util");
 const { io } = require("socket.io-client");
-const { print, toJson, fromJson, deadline } = require("./lib");
+const { print, toJson, fromJson, deadline, waiter } = require("./lib");
 
 const config = JSON.parse(process.argv[2]);
 const steps = config.steps || [];
@@ -59,24 +59,7 @@ if (config.placement === "header") {
 // ---- Reporting --------------------------------------------------------------
 const counts = { connect: 0, disconnect: 0 };
 const eventCounts = {};
-let waiter = null;
-let wake = null;
-
-function changed() {
-  if (waiter && waiter()) {
-    const w = wake;
-    waiter = wake = null;
-    w();
-  }
-}
-
-function until(cond) {
-  if (cond()) return Promise.resolve();
-  return new Promise((resolve) => {
-    waiter = cond;
-    wake = resolve;
-  });
-}
+const { changed, until } = waiter();
 
 socket.on("connect", () => {
   counts.connect += 1;

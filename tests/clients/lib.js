@@ -47,4 +47,26 @@ function deadline(ms, what) {
   t.unref();
 }
 
-module.exports = { print, toJson, fromJson, deadline };
+// One pending wait: until(cond) resolves once cond() holds, checked now and
+// on every changed() call.
+function waiter() {
+  let pending = null; // () => bool
+  let wake = null;
+  function changed() {
+    if (pending && pending()) {
+      const w = wake;
+      pending = wake = null;
+      w();
+    }
+  }
+  function until(cond) {
+    if (cond()) return Promise.resolve();
+    return new Promise((resolve) => {
+      pending = cond;
+      wake = resolve;
+    });
+  }
+  return { changed, until };
+}
+
+module.exports = { print, toJson, fromJson, deadline, waiter };

@@ -27,7 +27,7 @@
 // upgrade {transport}, reconnect_attempt {attempt}, done, timeout.
 
 const { io } = require("socket.io-client");
-const { print, toJson, fromJson, deadline } = require("./lib");
+const { print, toJson, fromJson, deadline, waiter } = require("./lib");
 
 const url = process.argv[2];
 const config = JSON.parse(process.argv[3] || "{}");
@@ -40,24 +40,7 @@ deadline(config.timeoutMs || 15000, () => ({ step: stepIndex, detail: steps[step
 const socket = io(url, config.options || {});
 const counts = { connect: 0, disconnect: 0 };
 const eventCounts = {};
-let waiter = null; // () => bool, checked after every change
-let wake = null;
-
-function changed() {
-  if (waiter && waiter()) {
-    const w = wake;
-    waiter = wake = null;
-    w();
-  }
-}
-
-function until(cond) {
-  if (cond()) return Promise.resolve();
-  return new Promise((resolve) => {
-    waiter = cond;
-    wake = resolve;
-  });
-}
+const { changed, until } = waiter();
 
 function hookEngine() {
   const engine = socket.io.engine;
