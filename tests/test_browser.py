@@ -99,7 +99,7 @@ async def test_stock_client_in_chromium(start_server, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        with trio.fail_after(30):
+        with trio.fail_after(60):
             await reported.wait()
     finally:
         browser.kill()

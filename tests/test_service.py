@@ -68,12 +68,13 @@ class Server:
 
 
 @pytest.fixture(autouse=True)
-def spawned():
+async def spawned():
     """Kill every server process a test started, even when it failed midway."""
     yield
     for process in Server.started:
         if process.returncode is None:
             process.kill()
+            await process.wait()
     Server.started.clear()
 
 
