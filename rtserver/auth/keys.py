@@ -138,6 +138,12 @@ class KeyRing:
             )
         self._secret, self._public_key, self._jwks = secret, public_key, jwks
 
+    def hmac_only(self) -> tuple[bytes, list[str]] | None:
+        """The secret and the allowed HMAC algorithms, when no other key exists."""
+        if self._secret is None or self._public_key is not None or self._jwks:
+            return None
+        return self._secret, sorted(self._allowed & HMAC_ALGORITHMS)
+
     def key_for(self, header: Mapping[str, Any]) -> tuple[Any, str]:
         """The key to check a token with, from its (unverified) header."""
         alg = header.get("alg")

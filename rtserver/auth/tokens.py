@@ -51,18 +51,25 @@ def extract_token(config: AuthConfig, auth: Any, request: Request) -> str | None
 
 def verify(token: str, keys: KeyRing, config: AuthConfig) -> dict[str, Any]:
     """Verify signature and registered claims; returns the claims or raises Refusal."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.DecodeError:
-        raise Refusal("token_invalid", "token is malformed") from None
-    key, alg = keys.key_for(header)
+    hmac = keys.hmac_only()
+    if hmac is not None:
+        # Only a secret is configured: no key to choose, so the header is not
+        # parsed twice; pyjwt refuses any algorithm outside the HMAC allow-list.
+        key, algorithms = hmac
+    else:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise Refusal("token_invalid", "token is malformed") from None
+        key, alg = keys.key_for(header)
+        algorithms = [alg]
     required = ["exp"] if config.require_exp else []
     options: dict[str, Any] = {"require": required, "verify_aud": bool(config.audience)}
     try:
         claims = jwt.decode(
             token,
             key,
-            algorithms=[alg],
+            algorithms=algorithms,
             audience=config.audience or None,
             issuer=config.issuer or None,
             leeway=config.leeway,

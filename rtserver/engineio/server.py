@@ -9,14 +9,13 @@ from typing import Protocol
 
 import orjson
 import trio
-import trio_websocket
 
 from ..auth.errors import Refusal
 from ..config import EngineIOConfig
 from ..http.messages import Request, Response, json_response
 from ..http.stream import ConnectionStream
 from ..metrics import Stats
-from . import packets
+from . import packets, websocket
 from .errors import EngineError
 from .packets import EngineProtocolError
 from .session import Session, SessionHandler
@@ -179,54 +178,55 @@ class EngineServer:
         return Response(200, b"ok", cors, "text/html")
 
     # -------------------------------------------------------- websocket
-    def websocket_handler(self, request: Request) -> Response | Callable[[trio.abc.Stream], Awaitable[None]]:
+    def websocket_handler(self, request: Request) -> Response | Callable[[ConnectionStream], Awaitable[None]]:
         error = self._check(request, "websocket")
         if error is not None:
             return _error(error)
+        answer = websocket.handshake(request.headers)
+        if answer is None:
+            return _error(EngineError.BAD_REQUEST)
         if "sid" not in request.query:
             refused = self._admit(request)
             if refused is not None:
                 return refused
 
         async def serve(stream: ConnectionStream) -> None:
-            await self._serve_websocket(request, stream)
+            await self._serve_websocket(request, stream, answer)
 
         return serve
 
-    async def _serve_websocket(self, request: Request, stream: ConnectionStream) -> None:
+    async def _serve_websocket(self, request: Request, stream: ConnectionStream, answer: bytes) -> None:
         sid = request.query.get("sid")
         session: Session | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                ws_request = await trio_websocket.wrap_server_stream(
-                    nursery, stream, message_queue_size=4, max_message_size=self.config.max_payload
-                )
-                ws = await ws_request.accept()
-                if sid is None:
-                    session, open_packet = self._new_session(request, "websocket")
-                    session.use_websocket(ws, stream)
-                    session.send((open_packet,))
-                    await session.run(self._open_handler(session))
-                else:
-                    upgrading = self.sessions.get(sid)
-                    if upgrading is None or not upgrading.upgradable:
-                        await ws.aclose(1008, "session not upgradable")
-                    elif await self._upgrade(upgrading, ws, stream):
-                        await upgrading.finished.wait()
-                    else:
-                        await ws.aclose(1002, "upgrade failed")
-                nursery.cancel_scope.cancel()
+            try:
+                ws = await websocket.WebSocket.accept(stream, answer, self.config.max_payload)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if sid is None:
+                session, open_packet = self._new_session(request, "websocket")
+                session.use_websocket(ws)
+                session.send((open_packet,))
+                await session.run(self._open_handler(session))
+                return
+            upgrading = self.sessions.get(sid)
+            if upgrading is None or not upgrading.upgradable:
+                await ws.close(1008, "session not upgradable")
+            elif await self._upgrade(upgrading, ws):
+                await upgrading.finished.wait()
+            else:
+                await ws.close(1002, "upgrade failed")
         finally:
             if sid is None and session is None and self._gate is not None:
                 # Admitted, but the WebSocket handshake failed before a session began.
                 self._gate.release(request)
 
-    async def _upgrade(self, session: Session, ws: trio_websocket.WebSocketConnection, stream: ConnectionStream) -> bool:
+    async def _upgrade(self, session: Session, ws: websocket.WebSocket) -> bool:
         try:
             upgraded = await session.probe(ws)
-        except trio_websocket.ConnectionClosed:
+        except websocket.WebSocketClosed:
             return False
         if upgraded and not session.finished.is_set():
-            session.attach_websocket(ws, stream)
+            session.attach_websocket(ws)
             return True
         return False

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
-import trio_websocket
 
 from ..config import EngineIOConfig
 from ..http.messages import Request
 from ..http.stream import ConnectionStream
 from . import packets
 from .packets import EngineProtocolError, Frame, Outgoing, PacketType
+from .websocket import WebSocket, WebSocketClosed
 
 if TYPE_CHECKING:
     from .server import EngineServer
@@ -35,7 +36,6 @@ log = logging.getLogger("rtserver.engineio")
 _CLOSE_MARK = Outgoing((packets.CLOSE,))
 #: Most queued items one WebSocket write takes at once.
 _WRITE_BATCH = 256
-_INBOX_SIZE = 64
 
 
 class SessionHandler(Protocol):
@@ -68,7 +68,8 @@ class Session:
         #: Items queued and not yet written: while any are, nothing is written
         #: straight through, so order is kept.
         self._queued = 0
-        self._in_send, self._in_recv = trio.open_memory_channel[str | bytes](_INBOX_SIZE)
+        #: A one-off deadline the heartbeat task also watches: (when, callback).
+        self._deadline: tuple[float, Callable[[], None]] | None = None
         self._done = trio.Event()
         self.finished = trio.Event()
         self._pong = trio.Event()
@@ -77,11 +78,10 @@ class Session:
         #: A graceful close's CLOSE packet, kept for the poll after the last frames.
         self._close_held = False
         self._upgrading = False
-        self._ws: trio_websocket.WebSocketConnection | None = None
+        self._ws: WebSocket | None = None
         #: The WebSocket's byte stream while this session writes to it.
         self._wire: ConnectionStream | None = None
         self._ws_close_code = 1000
-        self._stream: ConnectionStream | None = None
         self._nursery: trio.Nursery | None = None
 
     # ----------------------------------------------------------- outbound
@@ -172,11 +172,11 @@ class Session:
         stats.messages_in += 1
         stats.bytes_in += len(frame)
         if isinstance(frame, bytes):
-            await self._in_send.send(frame)
+            await self.handler.message(frame)
             return
         packet = packets.decode_text(frame)
         if packet.type is PacketType.MESSAGE:
-            await self._in_send.send(packet.data)
+            await self.handler.message(packet.data)
         elif packet.type is PacketType.PONG:
             self._pong.set()
         elif packet.type is PacketType.CLOSE:
@@ -234,40 +234,38 @@ class Session:
     def upgradable(self) -> bool:
         return self.transport == "polling" and not self._upgrading and not self._closing
 
-    async def probe(self, ws: trio_websocket.WebSocketConnection) -> bool:
+    async def probe(self, ws: WebSocket) -> bool:
         """Run the upgrade handshake on ``ws``; True once the client sent UPGRADE."""
         self._upgrading = True
         try:
             with trio.move_on_after(self._config.ping_timeout):
-                if await ws.get_message() != "2probe":
+                if await ws.receive() != "2probe":
                     return False
-                await ws.send_message(packets.PONG_PROBE)
+                await ws.send_text(packets.PONG_PROBE)
                 # Answer the pending GET (or the next one, which may still be
                 # on its way) so the client can pause polling and upgrade.
                 self.send((packets.NOOP,))
-                return await ws.get_message() == "5"
+                return await ws.receive() == "5"
             return False
         finally:
             self._upgrading = False
 
-    def attach_websocket(self, ws: trio_websocket.WebSocketConnection, stream: ConnectionStream) -> None:
-        """Switch to ``ws`` (bytes on ``stream``); queued frames continue there in order."""
+    def attach_websocket(self, ws: WebSocket) -> None:
+        """Switch to ``ws``; queued frames continue there in order."""
         self.transport = "websocket"
         self._ws = ws
-        self._stream = stream
         if self._nursery is not None:
-            self._wire = stream
+            self._wire = ws.stream
             self._nursery.start_soon(self._ws_reader, ws)
-            self._nursery.start_soon(self._ws_writer, stream)
+            self._nursery.start_soon(self._ws_writer, ws.stream)
 
-    async def _ws_reader(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _ws_reader(self, ws: WebSocket) -> None:
         try:
             while True:
-                frame = await ws.get_message()
+                frame = await ws.receive()
                 await self.receive_frame(frame)
-        except trio_websocket.ConnectionClosed as exc:
-            code = exc.reason.code if exc.reason else None
-            self.abort("message too big" if code == 1009 else "transport close", ws_code=code or 1000)
+        except WebSocketClosed as exc:
+            self.abort("message too big" if exc.code == 1009 else "transport close", ws_code=exc.code)
         except EngineProtocolError as exc:
             log.info("protocol error: %s", exc, extra={"fields": {"sid": self.sid}})
             self.abort("parse error", ws_code=1002)
@@ -302,22 +300,30 @@ class Session:
         self._done.set()
 
     # ----------------------------------------------------------- lifetime
+    def set_deadline(self, seconds: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in ``seconds`` unless the session ends first (the
+        heartbeat task keeps the time: no task of its own)."""
+        self._deadline = (trio.current_time() + seconds, callback)
+
     async def _heartbeat(self) -> None:
+        next_ping = trio.current_time() + self._config.ping_interval
         while True:
-            await trio.sleep(self._config.ping_interval)
+            deadline = self._deadline
+            await trio.sleep_until(next_ping if deadline is None else min(next_ping, deadline[0]))
+            if deadline is not None and self._deadline is deadline and trio.current_time() >= deadline[0]:
+                self._deadline = None
+                deadline[1]()
+            if trio.current_time() < next_ping:
+                continue
             self._pong = trio.Event()
             if not self.send((packets.PING,)):
                 return
             with trio.move_on_after(self._config.ping_timeout):
                 await self._pong.wait()
+                next_ping = trio.current_time() + self._config.ping_interval
                 continue
             self.abort("ping timeout")
             return
-
-    async def _dispatch(self) -> None:
-        assert self.handler is not None
-        async for data in self._in_recv:
-            await self.handler.message(data)
 
     async def run(self, handler: SessionHandler, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the session until it closes; cleans up however it ends."""
@@ -326,9 +332,8 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._heartbeat)
-                nursery.start_soon(self._dispatch)
                 if self._ws is not None:
-                    self.attach_websocket(self._ws, self._stream)
+                    self.attach_websocket(self._ws)
                 handler.opened()
                 task_status.started()
                 await self._done.wait()
@@ -341,8 +346,7 @@ class Session:
             self._out_send.close()
             with trio.CancelScope(shield=True):
                 if self._ws is not None:
-                    with trio.move_on_after(1):
-                        await self._ws.aclose(self._ws_close_code, self.close_reason)
+                    await self._ws.close(self._ws_close_code, self.close_reason)
                 self.server.forget(self)
                 handler.closed(self.close_reason)
                 self.finished.set()
@@ -359,8 +363,7 @@ class Session:
                     },
                 )
 
-    def use_websocket(self, ws: trio_websocket.WebSocketConnection, stream: ConnectionStream) -> None:
+    def use_websocket(self, ws: WebSocket) -> None:
         """For a session opened directly over WebSocket: set before :meth:`run`."""
         self._ws = ws
-        self._stream = stream
 

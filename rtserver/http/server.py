@@ -193,4 +193,4 @@ class HttpServer:
             await self._send(conn, stream, refusal)
             return
         trailing, _ = conn.trailing_data
-        await handler(ConnectionStream(_raw_head(event) + bytes(trailing), stream))
+        await handler(ConnectionStream(bytes(trailing), stream))

@@ -58,7 +58,7 @@ class Client:
 
     # -------------------------------------------------- SessionHandler
     def opened(self) -> None:
-        self.session.start_soon(self._connect_deadline)
+        self.session.set_deadline(self.server.config.connect_timeout, self._connect_expired)
 
     async def message(self, data: str | bytes) -> None:
         try:
@@ -110,8 +110,7 @@ class Client:
     def send_packet(self, packet: Packet) -> None:
         self.session.send(to_frames(packet))
 
-    async def _connect_deadline(self) -> None:
-        await trio.sleep(self.server.config.connect_timeout)
+    def _connect_expired(self) -> None:
         if not self._ever_connected:
             self.session.abort("connect timeout")
 
