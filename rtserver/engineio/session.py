@@ -72,7 +72,12 @@ class Session:
         self._deadline: tuple[float, Callable[[], None]] | None = None
         self._done = trio.Event()
         self.finished = trio.Event()
-        self._pong = trio.Event()
+        #: Heartbeat: when the next ping is due, and when the pong for the last
+        #: one is overdue (None: not waiting for one).  Kept by one task: the
+        #: WebSocket reader, or for long-polling a heartbeat task of its own.
+        self._next_ping = 0.0
+        self._pong_due: float | None = None
+        self._clock_task = False
         self._closing = False
         self._polling = False
         #: A graceful close's CLOSE packet, kept for the poll after the last frames.
@@ -81,6 +86,7 @@ class Session:
         self._ws: WebSocket | None = None
         #: The WebSocket's byte stream while this session writes to it.
         self._wire: ConnectionStream | None = None
+        self._writing = False
         self._ws_close_code = 1000
         self._nursery: trio.Nursery | None = None
 
@@ -114,6 +120,7 @@ class Session:
         try:
             self._out_send.send_nowait(item)
             self._queued += 1
+            self._start_writer()
             return True
         except trio.WouldBlock:
             if not volatile:
@@ -143,6 +150,7 @@ class Session:
         try:
             self._out_send.send_nowait(_CLOSE_MARK)
             self._queued += 1
+            self._start_writer()
         except (trio.WouldBlock, trio.ClosedResourceError):
             self.abort(reason)
             return
@@ -178,7 +186,8 @@ class Session:
         if packet.type is PacketType.MESSAGE:
             await self.handler.message(packet.data)
         elif packet.type is PacketType.PONG:
-            self._pong.set()
+            self._pong_due = None
+            self._next_ping = trio.current_time() + self._config.ping_interval
         elif packet.type is PacketType.CLOSE:
             self.abort("transport close")
         elif packet.type in (PacketType.OPEN, PacketType.PING):
@@ -257,12 +266,22 @@ class Session:
         if self._nursery is not None:
             self._wire = ws.stream
             self._nursery.start_soon(self._ws_reader, ws)
-            self._nursery.start_soon(self._ws_writer, ws.stream)
+            self._start_writer()
 
     async def _ws_reader(self, ws: WebSocket) -> None:
+        """Read frames; on a session opened over WebSocket also keep its heartbeat
+        (no task of its own: the read waits only until the next thing is due)."""
         try:
             while True:
-                frame = await ws.receive()
+                if self._clock_task:
+                    frame = await ws.receive()
+                else:
+                    with trio.move_on_at(self._wake_at()) as wait:
+                        frame = await ws.receive()
+                    if wait.cancelled_caught:
+                        if not self._tick():
+                            return
+                        continue
                 await self.receive_frame(frame)
         except WebSocketClosed as exc:
             self.abort("message too big" if exc.code == 1009 else "transport close", ws_code=exc.code)
@@ -270,34 +289,44 @@ class Session:
             log.info("protocol error: %s", exc, extra={"fields": {"sid": self.sid}})
             self.abort("parse error", ws_code=1002)
 
+    def _start_writer(self) -> None:
+        """Run the writer while anything is queued; an idle connection has none."""
+        if self._wire is not None and not self._writing and self._nursery is not None:
+            self._writing = True
+            self._nursery.start_soon(self._ws_writer, self._wire)
+
     async def _ws_writer(self, stream: ConnectionStream) -> None:
-        """Write what is queued, as many items as are waiting in one write."""
-        closing = False
-        while not closing:
-            try:
-                batch = [await self._out_recv.receive()]
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            while len(batch) < _WRITE_BATCH:
-                try:
-                    batch.append(self._out_recv.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
-            if _CLOSE_MARK in batch:
-                closing = True
-                del batch[batch.index(_CLOSE_MARK) :]
-            data = b"".join(item.wire for item in batch)
-            with trio.move_on_after(self._config.write_timeout) as scope:
-                try:
-                    await stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self.abort("transport close")
+        """Write what is queued, as many items as are waiting in one write, and
+        stop once nothing is (the next queued item starts it again)."""
+        try:
+            while True:
+                batch: list[Outgoing] = []
+                while len(batch) < _WRITE_BATCH:
+                    try:
+                        batch.append(self._out_recv.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                        break
+                if not batch:
                     return
-            if scope.cancelled_caught:
-                self.abort("write timeout", ws_code=1008)
-                return
-            self._queued -= len(batch) + closing
-        self._done.set()
+                closing = _CLOSE_MARK in batch
+                if closing:
+                    del batch[batch.index(_CLOSE_MARK) :]
+                data = b"".join(item.wire for item in batch)
+                with trio.move_on_after(self._config.write_timeout) as scope:
+                    try:
+                        await stream.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self.abort("transport close")
+                        return
+                if scope.cancelled_caught:
+                    self.abort("write timeout", ws_code=1008)
+                    return
+                self._queued -= len(batch) + closing
+                if closing:
+                    self._done.set()
+                    return
+        finally:
+            self._writing = False
 
     # ----------------------------------------------------------- lifetime
     def set_deadline(self, seconds: float, callback: Callable[[], None]) -> None:
@@ -305,25 +334,32 @@ class Session:
         heartbeat task keeps the time: no task of its own)."""
         self._deadline = (trio.current_time() + seconds, callback)
 
+    def _wake_at(self) -> float:
+        wake = self._pong_due if self._pong_due is not None else self._next_ping
+        return wake if self._deadline is None else min(wake, self._deadline[0])
+
+    def _tick(self) -> bool:
+        """Do what is due (deadline, ping, ping timeout); False once the session ends."""
+        now = trio.current_time()
+        deadline = self._deadline
+        if deadline is not None and now >= deadline[0]:
+            self._deadline = None
+            deadline[1]()
+        if self._pong_due is not None:
+            if now >= self._pong_due:
+                self.abort("ping timeout")
+                return False
+        elif now >= self._next_ping:
+            self._next_ping = now + self._config.ping_interval  # also when it cannot go (closing)
+            if self.send((packets.PING,)):
+                self._pong_due = now + self._config.ping_timeout
+        return True
+
     async def _heartbeat(self) -> None:
-        next_ping = trio.current_time() + self._config.ping_interval
         while True:
-            deadline = self._deadline
-            await trio.sleep_until(next_ping if deadline is None else min(next_ping, deadline[0]))
-            if deadline is not None and self._deadline is deadline and trio.current_time() >= deadline[0]:
-                self._deadline = None
-                deadline[1]()
-            if trio.current_time() < next_ping:
-                continue
-            self._pong = trio.Event()
-            if not self.send((packets.PING,)):
+            await trio.sleep_until(self._wake_at())
+            if not self._tick():
                 return
-            with trio.move_on_after(self._config.ping_timeout):
-                await self._pong.wait()
-                next_ping = trio.current_time() + self._config.ping_interval
-                continue
-            self.abort("ping timeout")
-            return
 
     async def run(self, handler: SessionHandler, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the session until it closes; cleans up however it ends."""
@@ -331,8 +367,11 @@ class Session:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._heartbeat)
-                if self._ws is not None:
+                self._next_ping = trio.current_time() + self._config.ping_interval
+                if self._ws is None:
+                    self._clock_task = True
+                    nursery.start_soon(self._heartbeat)
+                else:
                     self.attach_websocket(self._ws)
                 handler.opened()
                 task_status.started()

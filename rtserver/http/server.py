@@ -144,7 +144,13 @@ class HttpServer:
                     await self._refuse(conn, stream, 408, "request_timeout", "request not received in time")
                     return
                 if request is not None and request.is_websocket_upgrade():
-                    await self._upgrade(conn, stream, event, request)
+                    upgraded = await self._upgrade(conn, stream, request)
+                    if upgraded is not None:
+                        # Only the WebSocket lives on: let the HTTP parser and
+                        # its buffers go for the connection's lifetime.
+                        del conn, event, request, response
+                        handler, ws_stream = upgraded
+                        await handler(ws_stream)
                     return
                 if response is None:
                     response = await self._router.handle(request)
@@ -182,8 +188,9 @@ class HttpServer:
         return Request(request.method, request.target, request.path, request.query, request.headers, remote, body), None
 
     async def _upgrade(
-        self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request, request: Request
-    ) -> None:
+        self, conn: h11.Connection, stream: trio.abc.Stream, request: Request
+    ) -> tuple[Callable[[ConnectionStream], Awaitable[None]], ConnectionStream] | None:
+        """The WebSocket handler and its stream, or None once refused over HTTP."""
         handler = self._router.websocket_handler(request)
         end = conn.next_event()
         if isinstance(handler, Response) or not isinstance(end, h11.EndOfMessage):
@@ -191,6 +198,6 @@ class HttpServer:
             if refusal is None:
                 refusal = error_response(400, "bad_request", "unexpected body in upgrade request")
             await self._send(conn, stream, refusal)
-            return
+            return None
         trailing, _ = conn.trailing_data
-        await handler(ConnectionStream(bytes(trailing), stream))
+        return handler, ConnectionStream(bytes(trailing), stream)
