@@ -208,6 +208,8 @@ class RecoveryConfig:
     #: id, rooms and every missed event back (``socket.recovered`` is true).
     enabled: bool = False
     max_disconnection: float = attrs.field(default=120.0, validator=[v.gt(0), v.le(86400)])
+    #: Event names kept in the history (numbered, replayed); "*" is every event.
+    events: tuple[str, ...] = ("*",)
     #: Events kept for replay (the oldest go first).
     history_size: int = attrs.field(default=10000, validator=[v.ge(1), v.le(10_000_000)])
     #: Seconds between writes of new history and sessions to the store, so a

@@ -226,3 +226,26 @@ async def test_no_recovery_for_another_user_or_after_the_window(tmp_path):
         assert pids == []
         proxy.close()
         nursery.cancel_scope.cancel()
+
+
+async def test_only_the_configured_events_are_kept_for_replay(tmp_path):
+    """recovery.events: a typing indicator need not be replayed, a message must."""
+    app = room_app()
+    async with trio.open_nursery() as nursery:
+        config = make_config(tmp_path / "data", recovery={**RECOVERY, "events": ["msg"]})
+        server = await nursery.start(serve, config, app)
+        proxy = Proxy(server.port)
+        await nursery.start(proxy.serve)
+        client = await start_client(nursery, f"http://127.0.0.1:{proxy.port}", expect=3)
+        await client.wait_for("joined")
+        await proxy.cut()
+        await client.wait_for("disconnect")
+        app.emit("typing", "someone", to="r")
+        for n in range(3):
+            app.emit("msg", n, to="r")
+        done = await client.wait_for("done")
+        assert_complete(done, 3)
+        kept = [entry.frames[0] for entry in server.sio.recovery._history]
+        assert kept and all('"msg"' in frame for frame in kept)
+        proxy.close()
+        nursery.cancel_scope.cancel()

@@ -17,7 +17,7 @@ from ..http.stream import ConnectionStream
 from ..metrics import Stats
 from . import packets, websocket
 from .errors import EngineError
-from .packets import EngineProtocolError
+from .packets import EngineProtocolError, Outgoing
 from .session import Session, SessionHandler
 
 log = logging.getLogger("rtserver.engineio")
@@ -197,29 +197,37 @@ class EngineServer:
 
     async def _serve_websocket(self, request: Request, stream: ConnectionStream, answer: bytes) -> None:
         sid = request.query.get("sid")
-        session: Session | None = None
+        if sid is None:
+            await self._open_websocket(request, stream, answer)
+            return
         try:
-            try:
-                ws = await websocket.WebSocket.accept(stream, answer, self.config.max_payload)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if sid is None:
-                session, open_packet = self._new_session(request, "websocket")
-                session.use_websocket(ws)
-                session.send((open_packet,))
-                await session.run(self._open_handler(session))
-                return
-            upgrading = self.sessions.get(sid)
-            if upgrading is None or not upgrading.upgradable:
-                await ws.close(1008, "session not upgradable")
-            elif await self._upgrade(upgrading, ws):
-                await upgrading.finished.wait()
-            else:
-                await ws.close(1002, "upgrade failed")
-        finally:
-            if sid is None and session is None and self._gate is not None:
-                # Admitted, but the WebSocket handshake failed before a session began.
-                self._gate.release(request)
+            ws = await websocket.WebSocket.accept(stream, answer, self.config.max_payload)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        upgrading = self.sessions.get(sid)
+        if upgrading is None or not upgrading.upgradable:
+            await ws.close(1008, "session not upgradable")
+        elif await self._upgrade(upgrading, ws):
+            await upgrading.finished.wait()
+        else:
+            await ws.close(1002, "upgrade failed")
+
+    async def _open_websocket(self, request: Request, stream: ConnectionStream, answer: bytes) -> None:
+        """A session opened directly over WebSocket: the 101 answer and the
+        Engine.IO open packet leave in one write."""
+        session, open_packet = self._new_session(request, "websocket")
+        try:
+            ws = await websocket.WebSocket.accept(
+                stream, answer + Outgoing((open_packet,)).wire, self.config.max_payload
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.forget(session)  # also releases the admission
+            return
+        except BaseException:  # cancelled (shutdown) before the session ran
+            self.forget(session)
+            raise
+        session.use_websocket(ws)
+        await session.run(self._open_handler(session))
 
     async def _upgrade(self, session: Session, ws: websocket.WebSocket) -> bool:
         try:

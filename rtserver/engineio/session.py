@@ -1,14 +1,17 @@
-"""One Engine.IO session: its transport, outbox, heartbeat and dispatcher.
+"""One Engine.IO session: its transport, outbox and heartbeat.
 
-A session runs in its own nursery (:meth:`Session.run`) holding a heartbeat
-task, a dispatcher task that hands inbound messages to the Socket.IO layer in
-order, and, on WebSocket, a reader and a writer.  Over long-polling the HTTP
-requests play reader (POST) and writer (GET).
+A session runs in its own nursery (:meth:`Session.run`).  Over WebSocket it
+holds a reader task, which hands each message to the Socket.IO layer and also
+keeps the heartbeat (its read waits only until the next ping or ping timeout
+is due), and a writer task that runs only while something is queued.  Over
+long-polling the HTTP requests play reader (POST) and writer (GET), and a
+heartbeat task keeps time; it stays when the session upgrades.
 
 Everything bound for the client goes through one bounded memory channel, the
-outbox.  Its items are tuples of frames that must travel together (a binary
-event and its attachments).  ``send`` never blocks: a full outbox means the
-client is not keeping up, and the slow-consumer policy applies.
+outbox, unless it can go straight to an idle WebSocket (see :meth:`send`).
+Its items are frames that must travel together (a binary event and its
+attachments).  ``send`` never blocks: a full outbox means the client is not
+keeping up, and the slow-consumer policy applies.
 """
 
 from __future__ import annotations

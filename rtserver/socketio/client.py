@@ -49,7 +49,8 @@ class Client:
         self.session = session
         self.sockets: dict[str, Socket] = {}
         self._decoder = Decoder(server.config.max_attachments)
-        self._handler_slots = trio.Semaphore(server.config.handler_concurrency)
+        #: Made on the first event: many connections (screens) never send one.
+        self._handler_slots: trio.Semaphore | None = None
         self._bucket = server.guard.new_event_bucket()
         self._refusals: deque[float] = deque()
         self._ever_connected = False
@@ -84,6 +85,8 @@ class Client:
                     for each in list(self.sockets.values()):
                         each.disconnect()
                 return
+            if self._handler_slots is None:
+                self._handler_slots = trio.Semaphore(self.server.config.handler_concurrency)
             await self._handler_slots.acquire()
             # start() returns once the handler's task runs: handlers begin in
             # arrival order (their code up to the first await runs before the
@@ -208,6 +211,7 @@ class Client:
             try:
                 await self._handle_event(socket, packet)
             finally:
+                assert self._handler_slots is not None
                 self._handler_slots.release()
                 scopes.discard(scope)
                 if not scopes and self._running.get(socket) is scopes:

@@ -88,7 +88,7 @@ class SocketIOServer:
         volatile: bool = False,
     ) -> int:
         rooms, exclude = _names(to), _names(skip) or ()
-        if self.recovery.enabled and not volatile:
+        if self.recovery.enabled and not volatile and self.recovery.keeps(event):
             # The offset rides as the last argument: the client keeps the last one seen.
             seq, offset = self.recovery.next_offset()
             frames = event_frames(namespace, event, (*args, offset))

@@ -96,7 +96,7 @@ class Socket:
         if not self.connected and self._held is None:
             return False
         server = self.client.server
-        if server.recovery.enabled and not volatile:
+        if server.recovery.enabled and not volatile and server.recovery.keeps(event):
             # Numbered like any emit, so a recovering client gets it again.
             return server.emit(event, *args, to=self.sid, namespace=self.namespace_name) > 0
         frames = event_frames(self.namespace_name, event, args)
