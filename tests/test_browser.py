@@ -26,20 +26,28 @@ PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>rtserver browser test</title>
 <script src="socket.io.min.js"></script></head>
 <body><script>
+// Each step is also logged by the static server, for a failure's report.
+const step = (name) => fetch("/step/" + encodeURIComponent(name)).catch(() => {});
 const socket = io("http://127.0.0.1:%(port)d", { auth: { token: "%(token)s" } });
+socket.io.engine.on("upgrading", () => step("upgrading"));
+socket.io.engine.on("upgradeError", (e) => step("upgradeError-" + e.message));
+socket.io.engine.on("packet", (p) => step("packet-" + p.type + "-" + socket.io.engine.transport.name));
+socket.on("disconnect", (reason) => step("disconnect-" + reason));
 const seen = { firstTransport: null, upgraded: null, welcome: null, ack: null, binary: null };
 socket.on("welcome", (text) => { seen.welcome = text; });
-socket.on("connect", () => {
-  seen.firstTransport = socket.io.engine.transport.name;
-  socket.io.engine.once("upgrade", (transport) => {
-    seen.upgraded = transport.name;
-    socket.emit("echo", { hello: "browser" }, new Uint8Array([1, 2, 3]), (data, bin) => {
-      seen.ack = data;
-      seen.binary = Array.from(new Uint8Array(bin));
-      socket.emit("report", seen);
-    });
+// The upgrade may finish before or after the Socket.IO connect: go on once both have.
+let connected = false;
+const proceed = () => {
+  if (!connected || !seen.upgraded) return;
+  socket.emit("echo", { hello: "browser" }, new Uint8Array([1, 2, 3]), (data, bin) => {
+    seen.ack = data;
+    seen.binary = Array.from(new Uint8Array(bin));
+    socket.emit("report", seen);
   });
-});
+};
+seen.firstTransport = socket.io.engine.transport.name;
+socket.io.engine.once("upgrade", (transport) => { seen.upgraded = transport.name; proceed(); });
+socket.on("connect", () => { connected = true; proceed(); });
 socket.on("connect_error", (err) => socket.emit("report", { error: err.message }));
 </script></body></html>
 """

@@ -37,6 +37,8 @@ log = logging.getLogger("rtserver.engineio")
 
 #: Marks the end of the stream in the outbox: flush what is before it, then close.
 _CLOSE_MARK = Outgoing((packets.CLOSE,))
+#: Seconds between noops to a pending poll while an upgrade completes.
+_UPGRADE_NOOP_INTERVAL = 0.1
 #: Most queued items one WebSocket write takes at once.
 _WRITE_BATCH = 256
 
@@ -254,13 +256,28 @@ class Session:
                 if await ws.receive() != "2probe":
                     return False
                 await ws.send_text(packets.PONG_PROBE)
-                # Answer the pending GET (or the next one, which may still be
-                # on its way) so the client can pause polling and upgrade.
-                self.send((packets.NOOP,))
-                return await ws.receive() == "5"
+                # The client pauses polling once its GET in flight returns:
+                # answer that GET (and one that may still be on its way) with
+                # a noop until the client sends UPGRADE, as the reference does.
+                upgraded = False
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._release_polls)
+                    try:
+                        upgraded = await ws.receive() == "5"
+                    except WebSocketClosed:
+                        pass  # the client gave up on the upgrade: not upgraded
+                    nursery.cancel_scope.cancel()
+                return upgraded
             return False
         finally:
             self._upgrading = False
+
+    async def _release_polls(self) -> None:
+        self.send((packets.NOOP,))
+        while True:
+            await trio.sleep(_UPGRADE_NOOP_INTERVAL)
+            if self._polling and self._queued == 0:
+                self.send((packets.NOOP,))
 
     def attach_websocket(self, ws: WebSocket) -> None:
         """Switch to ``ws``; queued frames continue there in order."""
