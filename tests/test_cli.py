@@ -19,8 +19,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Config, App | None, tuple[str, str]]]:
-    """Stands in for the real server: records what `serve` would have run."""
+def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[Config, App | None, tuple[str, str]]]:
+    """Stands in for the real server: records what `serve` would have run.
+
+    The start-up checks still run, on a data directory of the test's own, and
+    the process-wide GC tuning is left out of the test process."""
+    monkeypatch.setenv("RTSERVER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(cli, "tune_gc", lambda: None)
     calls: list[tuple[Config, App | None, tuple[str, str]]] = []
     log_setup: list[tuple[str, str]] = []
 
