@@ -34,28 +34,21 @@ _QUEUE = 10_000
 
 
 class Retention:
-    def __init__(self, config: RetentionConfig, retained: Retained) -> None:
+    def __init__(self, config: RetentionConfig, retained: Retained, sio: SocketIOServer) -> None:
         self.config = config
         self._retained = retained
         self._latest = frozenset(config.latest)
         self._inbox = frozenset(config.inbox)
         self._send, self._receive = trio.open_memory_channel[Any](_QUEUE)
-        self._sio: SocketIOServer | None = None
-
-    @property
-    def active(self) -> bool:
-        return bool(self._latest or self._inbox)
+        self._sio = sio
 
     def retains(self, event: str) -> bool:
         return event in self._latest or event in self._inbox
 
-    def bind(self, sio: SocketIOServer) -> None:
-        self._sio = sio
-
     # ---------------------------------------------------------- publishing
     def emitted(self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None) -> None:
         """Called for every emit: keep what the configuration names."""
-        if namespace != "/" or not rooms or self._sio is None:
+        if namespace != "/" or not rooms:
             return
         if event in self._latest:
             for room in rooms:

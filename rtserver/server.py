@@ -182,8 +182,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
             retained = await Retained.load(store)
             if config.retention.latest or config.retention.inbox:
-                retention = Retention(config.retention, retained)
-                retention.bind(sio)
+                retention = Retention(config.retention, retained, sio)
                 sio.retention = retention
                 sio.listeners.append(retention)
                 nursery.start_soon(retention.run)

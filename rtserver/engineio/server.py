@@ -78,7 +78,7 @@ class EngineServer:
 
     def _cors_headers(self, request: Request) -> tuple[tuple[str, str], ...]:
         origin = request.headers.get("origin")
-        if origin and origin in self.config.cors_origins or "*" in self.config.cors_origins and origin:
+        if origin and (origin in self.config.cors_origins or "*" in self.config.cors_origins):
             return (
                 ("Access-Control-Allow-Origin", origin),
                 ("Access-Control-Allow-Credentials", "true"),

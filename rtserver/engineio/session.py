@@ -186,8 +186,10 @@ class Session:
         stats.bytes_in += len(frame)
         if isinstance(frame, bytes):
             await self.handler.message(frame)
-            return
-        packet = packets.decode_text(frame)
+        else:
+            await self._receive_packet(packets.decode_text(frame))
+
+    async def _receive_packet(self, packet: packets.Packet) -> None:
         if packet.type is PacketType.MESSAGE:
             await self.handler.message(packet.data)
         elif packet.type is PacketType.PONG:
@@ -201,8 +203,11 @@ class Session:
 
     async def receive_payload(self, body: bytes) -> None:
         """A long-polling POST body: one or more packets."""
+        stats = self.server.stats
+        stats.bytes_in += len(body)
         for packet in packets.decode_payload(body):
-            await self.receive_frame(packets.encode_frame(packet))
+            stats.messages_in += 1
+            await self._receive_packet(packet)
 
     # ------------------------------------------------------- long-polling
     async def poll(self) -> list[Frame] | None:

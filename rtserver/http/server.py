@@ -51,10 +51,10 @@ def _peer(stream: trio.abc.Stream) -> str:
     return f"{host}:{port}"
 
 
-def _raw_head(event: h11.Request) -> bytes:
-    lines = [b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)]
-    lines += [name + b": " + value for name, value in event.headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+def _head_size(event: h11.Request) -> int:
+    """The size of the request head as sent (request line, headers, blank line)."""
+    size = len(event.method) + len(event.target) + len(event.http_version) + 11
+    return size + sum(len(name) + len(value) + 4 for name, value in event.headers)
 
 
 class HttpServer:
@@ -131,7 +131,7 @@ class HttpServer:
                     return
                 if not isinstance(event, h11.Request):
                     raise _ClientGone
-                if len(_raw_head(event)) > self._config.max_header_bytes:
+                if _head_size(event) > self._config.max_header_bytes:
                     # h11 only limits a head that arrives in pieces; one read may hold a whole one.
                     await self._refuse(
                         conn, stream, 431, "headers_too_large",
