@@ -229,9 +229,15 @@ FIGURES: dict[str, list[tuple[str, str, callable, str]]] = {
 }
 
 
+# Long-polling also says how many messages each answered GET carried (the
+# fewer requests per message, the less a server spends on HTTP).
+FIGURES["polling"] = [*FIGURES["fanout"],
+                      ("messages per answered poll", "", lambda r: r.get("messages_per_poll"), "none")]
+
+
 def figures_for(scenario: str):
     kind = SCENARIOS[scenario]["scenario"]
-    return FIGURES["fanout" if kind in ("fanout", "polling", "slow") else kind]
+    return FIGURES["fanout" if kind in ("fanout", "slow") else kind]
 
 
 def median(values: list) -> object:

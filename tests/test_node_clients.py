@@ -260,6 +260,52 @@ async def test_acks_both_ways(start_server: StartServer, node: Node) -> None:
     assert by_event["ignored"]["args"] == ["x"] and not by_event["ignored"]["acked"]
 
 
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+async def test_handlers_start_in_arrival_order(start_server: StartServer, node: Node, transport: str) -> None:
+    """A burst of events mixing plain and coroutine handlers: each handler
+    begins in the order its event arrived; a coroutine handler that waits
+    (here until the last event) holds back neither the events after it nor
+    their acks."""
+    app = App()
+    started: list[str] = []
+    finished: list[str] = []
+    release = trio.Event()
+
+    @app.on("plain")
+    def plain(socket: Socket, tag: str) -> str:
+        started.append(tag)
+        return tag
+
+    @app.on("waits")
+    async def waits(socket: Socket, tag: str) -> str:
+        started.append(tag)
+        await release.wait()
+        finished.append(tag)
+        return tag
+
+    @app.on("release")
+    def release_all(socket: Socket, tag: str) -> str:
+        started.append(tag)
+        release.set()
+        return tag
+
+    server = await start_server(app)
+    kinds = ["plain", "waits", "plain", "plain", "waits", "plain", "release"]
+    tags = [f"{kind}-{i}" for i, kind in enumerate(kinds)]
+    result = await run_scripted(
+        node,
+        server,
+        options={"transports": [transport]},
+        steps=[{"emit": [kind, tag]} for kind, tag in zip(kinds, tags)] + [{"emit": ["plain", "last"], "ack": True}],
+    )
+    with trio.fail_after(5):
+        while len(finished) < 2:
+            await trio.sleep(0.01)
+    assert started == [*tags, "last"]
+    assert acks(result, "plain") == [["last"]]
+    assert sorted(finished) == ["waits-1", "waits-4"]  # both woke together: any order
+
+
 # ------------------------------------------------------------------ binary
 @pytest.mark.parametrize("transport", ["polling", "websocket"])
 async def test_binary_round_trip(start_server: StartServer, node: Node, transport: str) -> None:

@@ -141,6 +141,7 @@ function request(method, query, body) {
     req.end();
   });
 }
+let pollCount = 0;  // long-polling GETs answered, all clients
 class PollClient {
   constructor(index, onMsg) { this.index = index; this.onMsg = onMsg; this.acks = new Map(); this.nextAck = 0; this.closed = false; this.pings = 0; this.stopped = false; }
   async open() {
@@ -155,7 +156,7 @@ class PollClient {
   async loop() {
     while (!this.stopped) {
       let body;
-      try { body = await request('GET', this.q); } catch (e) { this.closed = true; this.onRefused(e); return; }
+      try { body = await request('GET', this.q); pollCount++; } catch (e) { this.closed = true; this.onRefused(e); return; }
       for (const str of body.split('\x1e')) {
         const c = str.charCodeAt(0);
         if (c === 52) {
@@ -251,6 +252,7 @@ async function fanout(transport, stalled) {
   await sleep(200);
   const mark = cpuMark();
   start = performance.now();
+  const pollsAtStart = pollCount;
   pump();
   let timedOut = false;
   // Bounded wait: the whole run, or no new delivery for `stall_timeout` seconds.
@@ -274,6 +276,7 @@ async function fanout(transport, stalled) {
     lost: counted * M - delivered, duplicates: dups, timed_out: timedOut, subscribers_dropped: dropped,
     stalled_client_closed: victimClosed, ...stallInfo,
     msgs_per_s: delivered / elapsed, elapsed_s: elapsed,
+    ...(transport === 'polling' ? { messages_per_poll: delivered / Math.max(1, pollCount - pollsAtStart) } : {}),
     latency_ms: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.length ? sorted[sorted.length - 1] : null },
     server_cpu_us_per_msg: cpu.server_cpu_s / Math.max(1, delivered) * 1e6, ...cpu,
   };

@@ -10,13 +10,13 @@ revocation or an expiry end live sockets at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import trio
 
 from ..config import Config, LimitsConfig
 from ..http.messages import Request
@@ -133,12 +133,14 @@ class Guard:
             socket.join(f"device:{identity.device}")
             self._device_tenants[identity.device] = identity.tenant
         if self.auth.enabled and identity.expires_at is not None:
-            socket.client.session.start_soon(self._expire, socket, identity.expires_at)
+            delay = max(0.0, identity.expires_at + self.auth.leeway - time.time())
+            socket.client.session.set_timer(("token expiry", socket.namespace_name), delay, functools.partial(self._expired, socket))
 
     def detach(self, socket: Socket) -> None:
         identity = socket.identity
         if identity is None:
             return
+        socket.client.session.cancel_timer(("token expiry", socket.namespace_name))
         self._per_user.remove(identity.user)
         sockets = self._sockets_by_user.get(identity.user)
         if sockets is not None:
@@ -146,8 +148,7 @@ class Guard:
             if not sockets:
                 del self._sockets_by_user[identity.user]
 
-    async def _expire(self, socket: Socket, expires_at: float) -> None:
-        await trio.sleep(max(0.0, expires_at + self.auth.leeway - time.time()))
+    def _expired(self, socket: Socket) -> None:
         if socket.connected:
             self.kick(socket, Refusal("token_expired", "token has expired"))
 
@@ -179,24 +180,24 @@ class Guard:
     def new_event_bucket(self) -> TokenBucket:
         return TokenBucket(self.limits.events_per_second, self.limits.event_burst)
 
-    def check_event(self, socket: Socket, event: Any, bucket: TokenBucket, refusals: deque[float]) -> Refusal | None:
+    def check_event(self, socket: Socket, event: Any, bucket: TokenBucket) -> Refusal | None:
         """Rate limit and event roles for one client event."""
-        refusal = None
         if not bucket.take():
-            refusal = Refusal("rate_limited", "too many events; slow down", 429)
-        elif isinstance(event, str) and socket.identity is not None:
+            return Refusal("rate_limited", "too many events; slow down", 429)
+        if isinstance(event, str) and socket.identity is not None:
             try:
                 rules.check_event(socket.identity, event, self.auth.event_roles)
             except Refusal as exc:
-                refusal = exc
-        if refusal is not None:
-            now = time.monotonic()
-            refusals.append(now)
-            while refusals and now - refusals[0] > _ABUSE_WINDOW:
-                refusals.popleft()
-        return refusal
+                return exc
+        return None
 
     def abusive(self, refusals: deque[float]) -> bool:
+        """Record one refused event in ``refusals``; True once there are too
+        many in the abuse window."""
+        now = time.monotonic()
+        refusals.append(now)
+        while now - refusals[0] > _ABUSE_WINDOW:
+            refusals.popleft()
         return len(refusals) > self.limits.abuse_threshold
 
     def room_for(self, socket: Socket, channel: Any) -> str:

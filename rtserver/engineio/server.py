@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -190,16 +191,14 @@ class EngineServer:
             if refused is not None:
                 return refused
 
-        async def serve(stream: ConnectionStream) -> None:
-            await self._serve_websocket(request, stream, answer)
+        # A partial, not a closure calling on: every coroutine frame stays
+        # in memory for the connection's lifetime.
+        if "sid" not in request.query:
+            return functools.partial(self._open_websocket, request, answer)
+        return functools.partial(self._upgrade_websocket, request, answer)
 
-        return serve
-
-    async def _serve_websocket(self, request: Request, stream: ConnectionStream, answer: bytes) -> None:
-        sid = request.query.get("sid")
-        if sid is None:
-            await self._open_websocket(request, stream, answer)
-            return
+    async def _upgrade_websocket(self, request: Request, answer: bytes, stream: ConnectionStream) -> None:
+        sid = request.query["sid"]
         try:
             ws = await websocket.WebSocket.accept(stream, answer, self.config.max_payload)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -212,7 +211,7 @@ class EngineServer:
         else:
             await ws.close(1002, "upgrade failed")
 
-    async def _open_websocket(self, request: Request, stream: ConnectionStream, answer: bytes) -> None:
+    async def _open_websocket(self, request: Request, answer: bytes, stream: ConnectionStream) -> None:
         """A session opened directly over WebSocket: the 101 answer and the
         Engine.IO open packet leave in one write."""
         session, open_packet = self._new_session(request, "websocket")

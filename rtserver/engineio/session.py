@@ -73,8 +73,10 @@ class Session:
         #: Items queued and not yet written: while any are, nothing is written
         #: straight through, so order is kept.
         self._queued = 0
-        #: A one-off deadline the heartbeat task also watches: (when, callback).
-        self._deadline: tuple[float, Callable[[], None]] | None = None
+        #: One-off timers the heartbeat also keeps, by key: (when, callback).
+        self._timers: dict[object, tuple[float, Callable[[], None]]] = {}
+        #: The scope the heartbeat is waiting in, moved earlier by a new timer.
+        self._wait_scope: trio.CancelScope | None = None
         self._done = trio.Event()
         self.finished = trio.Event()
         #: Heartbeat: when the next ping is due, and when the pong for the last
@@ -171,12 +173,18 @@ class Session:
         self._wire = None
         self._ws_close_code = ws_code
         self._out_send.close()
+        self._end()
+
+    def _end(self) -> None:
+        """The session is over: wake :meth:`run` and stop its tasks now."""
         self._done.set()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     async def _linger(self) -> None:
         # A graceful close waits for the flush, but never longer than this.
         await trio.sleep(self._config.write_timeout)
-        self._done.set()
+        self._end()
 
     # ------------------------------------------------------------ inbound
     async def receive_frame(self, frame: str | bytes) -> None:
@@ -215,7 +223,7 @@ class Session:
         if self._polling:
             return None
         if self._close_held:
-            self._done.set()
+            self._end()
             return [packets.CLOSE]
         self._polling = True
         frames: list[Frame] = []
@@ -223,7 +231,7 @@ class Session:
             try:
                 frames.extend((await self._out_recv.receive()).frames)
             except (trio.EndOfChannel, trio.ClosedResourceError):
-                self._done.set()
+                self._end()
                 return [packets.CLOSE]
             self._queued -= 1
             size = sum(len(f) for f in frames)
@@ -243,7 +251,7 @@ class Session:
                     frames.pop()
                     self._close_held = True
                 else:
-                    self._done.set()
+                    self._end()
             return frames
         finally:
             self._polling = False
@@ -285,13 +293,13 @@ class Session:
                 self.send((packets.NOOP,))
 
     def attach_websocket(self, ws: WebSocket) -> None:
-        """Switch to ``ws``; queued frames continue there in order."""
+        """Upgrade to ``ws``; queued frames continue there in order."""
+        assert self._nursery is not None
         self.transport = "websocket"
         self._ws = ws
-        if self._nursery is not None:
-            self._wire = ws.stream
-            self._nursery.start_soon(self._ws_reader, ws)
-            self._start_writer()
+        self._wire = ws.stream
+        self._nursery.start_soon(self._ws_reader, ws)
+        self._start_writer()
 
     async def _ws_reader(self, ws: WebSocket) -> None:
         """Read frames; on a session opened over WebSocket also keep its heartbeat
@@ -301,9 +309,9 @@ class Session:
                 if self._clock_task:
                     frame = await ws.receive()
                 else:
-                    with trio.move_on_at(self._wake_at()) as wait:
+                    with trio.move_on_at(self._wake_at()) as self._wait_scope:
                         frame = await ws.receive()
-                    if wait.cancelled_caught:
+                    if self._wait_scope.cancelled_caught:
                         if not self._tick():
                             return
                         continue
@@ -348,28 +356,42 @@ class Session:
                     return
                 self._queued -= len(batch) + closing
                 if closing:
-                    self._done.set()
+                    self._end()
                     return
         finally:
             self._writing = False
 
     # ----------------------------------------------------------- lifetime
-    def set_deadline(self, seconds: float, callback: Callable[[], None]) -> None:
-        """Call ``callback`` in ``seconds`` unless the session ends first (the
-        heartbeat task keeps the time: no task of its own)."""
-        self._deadline = (trio.current_time() + seconds, callback)
+    def set_timer(self, key: object, seconds: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in ``seconds`` unless the session ends first; a
+        timer set again under the same key replaces the earlier one.
+
+        The heartbeat keeps these too, so a timer costs no task of its own."""
+        when = trio.current_time() + seconds
+        self._timers[key] = (when, callback)
+        scope = self._wait_scope
+        if scope is not None and when < scope.deadline:
+            scope.deadline = when
+
+    def cancel_timer(self, key: object) -> None:
+        self._timers.pop(key, None)
 
     def _wake_at(self) -> float:
         wake = self._pong_due if self._pong_due is not None else self._next_ping
-        return wake if self._deadline is None else min(wake, self._deadline[0])
+        for when, _ in self._timers.values():
+            wake = min(wake, when)
+        return wake
 
     def _tick(self) -> bool:
-        """Do what is due (deadline, ping, ping timeout); False once the session ends."""
+        """Do what is due (timers, ping, ping timeout); False once the session ends."""
         now = trio.current_time()
-        deadline = self._deadline
-        if deadline is not None and now >= deadline[0]:
-            self._deadline = None
-            deadline[1]()
+        if self._timers:
+            for key, (when, callback) in list(self._timers.items()):
+                if now >= when and self._timers.get(key) == (when, callback):
+                    del self._timers[key]
+                    callback()
+        if self._done.is_set():
+            return False
         if self._pong_due is not None:
             if now >= self._pong_due:
                 self.abort("ping timeout")
@@ -382,7 +404,8 @@ class Session:
 
     async def _heartbeat(self) -> None:
         while True:
-            await trio.sleep_until(self._wake_at())
+            with trio.move_on_at(self._wake_at()) as self._wait_scope:
+                await trio.sleep_forever()
             if not self._tick():
                 return
 
@@ -393,13 +416,21 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._next_ping = trio.current_time() + self._config.ping_interval
-                if self._ws is None:
+                ws = self._ws
+                if ws is None:
                     self._clock_task = True
                     nursery.start_soon(self._heartbeat)
                 else:
-                    self.attach_websocket(self._ws)
+                    self.transport = "websocket"
+                    self._wire = ws.stream
+                    if self._queued:
+                        self._start_writer()
                 handler.opened()
                 task_status.started()
+                if ws is not None and not self._done.is_set():
+                    # Opened over WebSocket: this task is the reader (one task
+                    # fewer per connection than a reader of its own).
+                    await self._ws_reader(ws)
                 await self._done.wait()
                 nursery.cancel_scope.cancel()
         finally:

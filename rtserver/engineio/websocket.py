@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections import deque
 from collections.abc import Mapping
 
 import trio
@@ -66,7 +65,8 @@ class WebSocket:
         self.stream = stream
         self._conn = connection
         self._max = max_message
-        self._pending: deque[Event] = deque()
+        #: Events read and not yet handled, last first (a list is smaller than a deque).
+        self._pending: list[Event] = []
         self._parts: list[str | bytes] = []
         self._size = 0
 
@@ -84,7 +84,7 @@ class WebSocket:
         """The next whole message; raises :class:`WebSocketClosed`."""
         while True:
             while self._pending:
-                event = self._pending.popleft()
+                event = self._pending.pop()
                 if isinstance(event, Message):
                     self._size += len(event.data)
                     if self._size > self._max:
@@ -108,7 +108,8 @@ class WebSocket:
             if not data:
                 raise WebSocketClosed(1006)
             self._conn.receive_data(data)
-            self._pending.extend(self._conn.events())
+            self._pending = list(self._conn.events())
+            self._pending.reverse()
 
     async def send_text(self, text: str) -> None:
         if self._conn.state is not ConnectionState.OPEN:

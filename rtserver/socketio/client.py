@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rtserver.socketio")
 
+#: What ``_call_handler`` returns for an event nobody handles.
+_NO_HANDLER = object()
+
 
 class ConnectionRefused(Exception):
     """Raise from a connect handler or middleware to refuse the connection.
@@ -52,14 +55,15 @@ class Client:
         #: Made on the first event: many connections (screens) never send one.
         self._handler_slots: trio.Semaphore | None = None
         self._bucket = server.guard.new_event_bucket()
-        self._refusals: deque[float] = deque()
+        #: When this client's recent events were refused (made on the first).
+        self._refusals: deque[float] | None = None
         self._ever_connected = False
         #: Cancel scopes of running event handlers, by socket: they end with it.
         self._running: dict[Socket, set[trio.CancelScope]] = {}
 
     # -------------------------------------------------- SessionHandler
     def opened(self) -> None:
-        self.session.set_deadline(self.server.config.connect_timeout, self._connect_expired)
+        self.session.set_timer("connect", self.server.config.connect_timeout, self._connect_expired)
 
     async def message(self, data: str | bytes) -> None:
         try:
@@ -77,22 +81,17 @@ class Client:
             # Reference behaviour: packets for a namespace not joined are ignored.
             log.debug("packet for unconnected namespace %s", packet.namespace)
         elif packet.type is PacketType.EVENT:
-            refusal = self.server.guard.check_event(socket, packet.data[0], self._bucket, self._refusals)
+            refusal = self.server.guard.check_event(socket, packet.data[0], self._bucket)
             if refusal is not None:
                 socket.refuse(refusal, packet.data[0], packet.id)
+                if self._refusals is None:
+                    self._refusals = deque()
                 if self.server.guard.abusive(self._refusals):
                     log.info("abusive client disconnected", extra={"fields": {"sid": self.session.sid}})
                     for each in list(self.sockets.values()):
                         each.disconnect()
                 return
-            if self._handler_slots is None:
-                self._handler_slots = trio.Semaphore(self.server.config.handler_concurrency)
-            await self._handler_slots.acquire()
-            # start() returns once the handler's task runs: handlers begin in
-            # arrival order (their code up to the first await runs before the
-            # next event's), as with the reference server, yet one awaiting a
-            # client's ack or sleeping does not hold back later events.
-            await self.session.start(self._run_event, socket, packet)
+            await self._dispatch(socket, packet)
         elif packet.type is PacketType.ACK:
             assert packet.id is not None
             socket.resolve_ack(packet.id, packet.data)
@@ -202,48 +201,82 @@ class Client:
         )
         self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, payload))
 
-    async def _run_event(self, socket: Socket, packet: Packet, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Run an event's handler; it is cancelled if its socket disconnects."""
+    async def _dispatch(self, socket: Socket, packet: Packet) -> None:
+        """Call an event's handler in the reader, in arrival order.
+
+        A plain function runs to completion here: no task, no scheduling
+        round, so a burst of events is handled in one go (a publish loop
+        over polling clients then fills each pending poll with the whole
+        burst instead of one message per request). A coroutine handler gets
+        its own task, started before the next event is read (``start``
+        returns once it runs), so one awaiting an ack or sleeping does not
+        hold back later events; at most ``handler_concurrency`` run at once.
+        """
+        event, *args = packet.data
+        try:
+            result = self._call_handler(socket, packet, event, args)
+        except Refusal as refusal:
+            socket.refuse(refusal, event, packet.id)
+            return
+        except Exception:
+            log.exception("event handler failed", extra={"fields": {"sid": self.session.sid}})
+            return
+        if result is _NO_HANDLER:
+            return
+        if not inspect.isawaitable(result):
+            self._ack(socket, packet, result)
+            return
+        if self._handler_slots is None:
+            self._handler_slots = trio.Semaphore(self.server.config.handler_concurrency)
+        try:
+            await self._handler_slots.acquire()
+        except BaseException:
+            _discard(result)
+            raise
+        # The new task reaches started() before any checkpoint, so once the
+        # slot is held the coroutine is always awaited (or closed by Cancelled).
+        await self.session.start(self._run_event, socket, packet, result)
+
+    def _call_handler(self, socket: Socket, packet: Packet, event: str, args: list[Any]) -> Any:
+        handler = self.server.handler_for(socket.namespace_name, event)
+        if handler is None:
+            return _NO_HANDLER
+        func, catch_all = handler
+        call_args = (event, *args) if catch_all else tuple(args)
+        if not _accepts(func, len(call_args) + 1):
+            log.info(
+                "event %r: handler does not take %d argument(s)",
+                event,
+                len(call_args),
+                extra={"fields": {"sid": self.session.sid}},
+            )
+            raise Refusal("bad_arguments", f"wrong number of arguments for {event!r}", 400)
+        return func(socket, *call_args)
+
+    def _ack(self, socket: Socket, packet: Packet, result: Any) -> None:
+        if packet.id is not None and socket.connected:
+            self.send_packet(Packet(PacketType.ACK, socket.namespace_name, ack_args(result), packet.id))
+
+    async def _run_event(
+        self, socket: Socket, packet: Packet, pending: Any, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Await a coroutine handler; it is cancelled if its socket disconnects."""
         scopes = self._running.setdefault(socket, set())
         with trio.CancelScope() as scope:
             scopes.add(scope)
             task_status.started()
             try:
-                await self._handle_event(socket, packet)
+                self._ack(socket, packet, await pending)
+            except Refusal as refusal:
+                socket.refuse(refusal, packet.data[0], packet.id)
+            except Exception:
+                log.exception("event handler failed", extra={"fields": {"sid": self.session.sid}})
             finally:
                 assert self._handler_slots is not None
                 self._handler_slots.release()
                 scopes.discard(scope)
                 if not scopes and self._running.get(socket) is scopes:
                     del self._running[socket]
-
-    async def _handle_event(self, socket: Socket, packet: Packet) -> None:
-        try:
-            event, *args = packet.data
-            handler = self.server.handler_for(socket.namespace_name, event)
-            if handler is None:
-                return
-            func, catch_all = handler
-            call_args = (event, *args) if catch_all else tuple(args)
-            if not _accepts(func, len(call_args) + 1):
-                log.info(
-                    "event %r: handler does not take %d argument(s)",
-                    event,
-                    len(call_args),
-                    extra={"fields": {"sid": self.session.sid}},
-                )
-                message = f"wrong number of arguments for {event!r}"
-                socket.refuse(Refusal("bad_arguments", message, 400), event, packet.id)
-                return
-            result = func(socket, *call_args)
-            if inspect.isawaitable(result):
-                result = await result
-            if packet.id is not None and socket.connected:
-                self.send_packet(Packet(PacketType.ACK, socket.namespace_name, ack_args(result), packet.id))
-        except Refusal as refusal:
-            socket.refuse(refusal, event, packet.id)
-        except Exception:
-            log.exception("event handler failed", extra={"fields": {"sid": self.session.sid}})
 
     def remove(self, socket: Socket, reason: str) -> None:
         if self.sockets.get(socket.namespace_name) is socket:
@@ -272,6 +305,13 @@ def _signature(func: Any) -> inspect.Signature | None:
         return inspect.signature(func)
     except (TypeError, ValueError):
         return None
+
+
+def _discard(pending: Any) -> None:
+    """Close a handler's coroutine that will never run (its session ended)."""
+    close = getattr(pending, "close", None)
+    if close is not None:
+        close()
 
 
 def _accepts(func: Any, count: int) -> bool:
