@@ -46,7 +46,7 @@ def _tuple_hook(conv: cattrs.Converter) -> Any:
             for index, item in enumerate(value):
                 try:
                     items.append(conv.structure(item, item_kind))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 -- any structuring error is collected and reported, as cattrs does
                     exc.__notes__ = [cattrs.IterableValidationNote(f"Structuring {kind} @ index {index}", index, item_kind)]
                     errors.append(exc)
             if errors:

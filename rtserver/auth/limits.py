@@ -9,7 +9,7 @@ from collections import Counter
 class TokenBucket:
     """``rate`` tokens per second up to ``burst``; ``take`` spends one."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: int, now: float | None = None) -> None:
         self.rate = rate

@@ -54,7 +54,7 @@ class Outgoing:
     on first use and shared: server frames are unmasked, so every recipient
     gets the same bytes."""
 
-    __slots__ = ("frames", "_wire")
+    __slots__ = ("_wire", "frames")
 
     def __init__(self, frames: tuple[Frame, ...], wire: bytes | None = None) -> None:
         self.frames = frames
