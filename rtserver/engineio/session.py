@@ -39,6 +39,16 @@ log = logging.getLogger("rtserver.engineio")
 _CLOSE_MARK = Outgoing((packets.CLOSE,))
 #: Seconds between noops to a pending poll while an upgrade completes.
 _UPGRADE_NOOP_INTERVAL = 0.1
+#: Scheduling rounds without a new frame a poll that has frames waits before
+#: it answers.  A burst (a publisher's events, a back end's HTTP emits)
+#: reaches the outbox one message per round, or per three when the handler
+#: is a coroutine (its task is started with ``nursery.start``); a poll that
+#: answered at once would carry one message per HTTP request.  Rounds are
+#: counted, not timed: under load both a round and the burst take longer.
+#: Measured (`make bench` long-polling, async handlers): 3 rounds, 5 messages
+#: a poll and 8,300/s; 4 rounds, 16 a poll and 21,000/s.  A round is a task
+#: switch (microseconds); a request costs some hundreds of them.
+_POLL_QUIET_ROUNDS = 4
 #: Most queued items one WebSocket write takes at once.
 _WRITE_BATCH = 256
 
@@ -235,11 +245,20 @@ class Session:
                 return [packets.CLOSE]
             self._queued -= 1
             size = sum(len(f) for f in frames)
-            while size < self._config.max_payload:
+            quiet = 0
+            while size < self._config.max_payload and quiet < _POLL_QUIET_ROUNDS:
                 try:
                     item = self._out_recv.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                except trio.WouldBlock:
+                    # Nothing more yet: let the running tasks go a round in
+                    # case a burst is still arriving (shielded: these frames
+                    # are out of the outbox already).
+                    quiet += 1
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    continue
+                except (trio.EndOfChannel, trio.ClosedResourceError):
                     break
+                quiet = 0
                 self._queued -= 1
                 frames.extend(item.frames)
                 size += sum(len(f) for f in item.frames)

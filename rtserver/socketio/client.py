@@ -229,10 +229,14 @@ class Client:
         if self._handler_slots is None:
             self._handler_slots = trio.Semaphore(self.server.config.handler_concurrency)
         try:
-            await self._handler_slots.acquire()
-        except BaseException:
-            _discard(result)
-            raise
+            # acquire() always yields; a free slot is taken without a round.
+            self._handler_slots.acquire_nowait()
+        except trio.WouldBlock:
+            try:
+                await self._handler_slots.acquire()
+            except BaseException:
+                _discard(result)
+                raise
         # The new task reaches started() before any checkpoint, so once the
         # slot is held the coroutine is always awaited (or closed by Cancelled).
         await self.session.start(self._run_event, socket, packet, result)
