@@ -5,6 +5,10 @@ once for every recipient and does a non-blocking ``send`` into each member's
 outbox; a full outbox triggers the session's slow-consumer policy, never a
 wait.  Another hub (Redis-backed, for several nodes) implements the same
 methods.
+
+Every socket is in the room named by its sid, as with the reference server;
+that room is the socket itself (found through the sid index), not a set of
+one kept for every connection.
 """
 
 from __future__ import annotations
@@ -35,14 +39,15 @@ class Hub:
 
     # -------------------------------------------------------- membership
     def add(self, member: Member) -> None:
-        """Register a connected socket; it joins the room named by its sid."""
+        """Register a connected socket; it is in the room named by its sid."""
         self._members.setdefault(member.namespace_name, {})[member.sid] = member
-        self.join(member, member.sid)
+        member.rooms.add(member.sid)
 
     def remove(self, member: Member) -> None:
         """Forget a socket and take it out of every room."""
         for room in list(member.rooms):
             self.leave(member, room)
+        member.rooms.clear()
         members = self._members.get(member.namespace_name)
         if members is not None:
             members.pop(member.sid, None)
@@ -50,10 +55,14 @@ class Hub:
                 del self._members[member.namespace_name]
 
     def join(self, member: Member, room: str) -> None:
+        if room == member.sid:
+            return
         self._rooms.setdefault(member.namespace_name, {}).setdefault(room, set()).add(member)
         member.rooms.add(room)
 
     def leave(self, member: Member, room: str) -> None:
+        if room == member.sid:
+            return  # a socket stays in its own room while connected
         member.rooms.discard(room)
         rooms = self._rooms.get(member.namespace_name)
         if rooms is None:
@@ -70,24 +79,30 @@ class Hub:
     def member(self, namespace: str, sid: str) -> Member | None:
         return self._members.get(namespace, {}).get(sid)
 
+    def _in_room(self, namespace: str, room: str) -> Iterable[Member]:
+        members = self._rooms.get(namespace, {}).get(room)
+        if members is not None:
+            return members
+        member = self._members.get(namespace, {}).get(room)
+        return () if member is None else (member,)
+
     def members(self, namespace: str, rooms: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> set[Member]:
         """Sockets of ``namespace`` in any of ``rooms`` (all when None), less ``exclude`` rooms."""
         if rooms is None:
             chosen = set(self._members.get(namespace, {}).values())
         else:
-            by_room = self._rooms.get(namespace, {})
             chosen = set()
             for room in rooms:
-                chosen |= by_room.get(room, set())
-        if exclude:
-            by_room = self._rooms.get(namespace, {})
-            for room in exclude:
-                chosen -= by_room.get(room, set())
+                chosen.update(self._in_room(namespace, room))
+        for room in exclude:
+            chosen.difference_update(self._in_room(namespace, room))
         return chosen
 
     def rooms(self, namespace: str) -> dict[str, int]:
         """Room name -> member count, sid rooms included."""
-        return {room: len(members) for room, members in self._rooms.get(namespace, {}).items()}
+        counts = {room: len(members) for room, members in self._rooms.get(namespace, {}).items()}
+        counts.update((sid, 1) for sid in self._members.get(namespace, {}))
+        return counts
 
     def namespaces(self) -> dict[str, int]:
         return {name: len(members) for name, members in self._members.items()}
@@ -107,7 +122,7 @@ class Hub:
             rooms = list(rooms)
             if len(rooms) == 1:
                 # The common case: one room, no set arithmetic.
-                targets: Iterable[Member] = list(self._rooms.get(namespace, {}).get(rooms[0], ()))
+                targets: Iterable[Member] = list(self._in_room(namespace, rooms[0]))
             else:
                 targets = self.members(namespace, rooms)
         else:

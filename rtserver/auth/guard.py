@@ -134,13 +134,15 @@ class Guard:
             self._device_tenants[identity.device] = identity.tenant
         if self.auth.enabled and identity.expires_at is not None:
             delay = max(0.0, identity.expires_at + self.auth.leeway - time.time())
-            socket.client.session.set_timer(("token expiry", socket.namespace_name), delay, functools.partial(self._expired, socket))
+            socket.expiry = socket.client.session.call_later(delay, functools.partial(self._expired, socket))
 
     def detach(self, socket: Socket) -> None:
         identity = socket.identity
         if identity is None:
             return
-        socket.client.session.cancel_timer(("token expiry", socket.namespace_name))
+        if socket.expiry is not None:
+            socket.expiry.cancel()
+            socket.expiry = None
         self._per_user.remove(identity.user)
         sockets = self._sockets_by_user.get(identity.user)
         if sockets is not None:

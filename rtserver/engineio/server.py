@@ -17,6 +17,7 @@ from ..http.messages import Request, Response, json_response
 from ..http.stream import ConnectionStream
 from ..metrics import Stats
 from . import packets, websocket
+from .clock import Clock
 from .errors import EngineError
 from .packets import EngineProtocolError, Outgoing
 from .session import Session, SessionHandler
@@ -55,6 +56,9 @@ class EngineServer:
         self._gate = gate
         self._nursery = nursery
         self.sessions: dict[str, Session] = {}
+        #: Keeps every session's heartbeat and timers (one task for all).
+        self.clock = Clock()
+        nursery.start_soon(self.clock.run)
         self._open_packet_fields = {
             "upgrades": ["websocket"],
             "pingInterval": int(config.ping_interval * 1000),
@@ -203,6 +207,7 @@ class EngineServer:
             ws = await websocket.WebSocket.accept(stream, answer, self.config.max_payload)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
+        del answer  # not kept for the connection's lifetime
         upgrading = self.sessions.get(sid)
         if upgrading is None or not upgrading.upgradable:
             await ws.close(1008, "session not upgradable")
@@ -215,10 +220,11 @@ class EngineServer:
         """A session opened directly over WebSocket: the 101 answer and the
         Engine.IO open packet leave in one write."""
         session, open_packet = self._new_session(request, "websocket")
+        first_write = answer + Outgoing((open_packet,)).wire
+        del answer, open_packet  # not kept for the connection's lifetime
         try:
-            ws = await websocket.WebSocket.accept(
-                stream, answer + Outgoing((open_packet,)).wire, self.config.max_payload
-            )
+            ws = await websocket.WebSocket.accept(stream, first_write, self.config.max_payload)
+            del first_write
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.forget(session)  # also releases the admission
             return

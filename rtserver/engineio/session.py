@@ -1,24 +1,29 @@
 """One Engine.IO session: its transport, outbox and heartbeat.
 
-A session runs in its own nursery (:meth:`Session.run`).  Over WebSocket it
-holds a reader task, which hands each message to the Socket.IO layer and also
-keeps the heartbeat (its read waits only until the next ping or ping timeout
-is due), and a writer task that runs only while something is queued.  Over
-long-polling the HTTP requests play reader (POST) and writer (GET), and a
-heartbeat task keeps time; it stays when the session upgrades.
+A session runs in its own nursery (:meth:`Session.run`).  Over WebSocket its
+main task is the reader, which hands each message to the Socket.IO layer, and
+a writer task runs only while something is queued.  Over long-polling the
+HTTP requests play reader (POST) and writer (GET) while the main task waits
+for an upgrade, after which it reads the WebSocket.  The heartbeat (pings,
+ping timeout) and one-off timers are kept by the server's :class:`Clock`, so
+an idle connection has one task and no timer of its own.
 
-Everything bound for the client goes through one bounded memory channel, the
-outbox, unless it can go straight to an idle WebSocket (see :meth:`send`).
-Its items are frames that must travel together (a binary event and its
-attachments).  ``send`` never blocks: a full outbox means the client is not
-keeping up, and the slow-consumer policy applies.
+Everything bound for the client goes through one bounded queue, the outbox,
+unless it can go straight to an idle WebSocket (see :meth:`send`).  Its items
+are frames that must travel together (a binary event and its attachments).
+``send`` never blocks: a full outbox means the client is not keeping up, and
+the slow-consumer policy applies.  The outbox is a plain deque made on first
+use (a trio memory channel, with its task queues, cost about 1.5 KiB of every
+idle connection): the session's own tasks are its only readers.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -27,6 +32,7 @@ from ..config import EngineIOConfig
 from ..http.messages import Request
 from ..http.stream import ConnectionStream
 from . import packets
+from .clock import Ticket
 from .packets import EngineProtocolError, Frame, Outgoing, PacketType
 from .websocket import WebSocket, WebSocketClosed
 
@@ -69,6 +75,35 @@ class SessionHandler(Protocol):
 
 
 class Session:
+    __slots__ = (
+        "_arrived",
+        "_attached",
+        "_close_held",
+        "_closing",
+        "_config",
+        "_ended",
+        "_finished",
+        "_next_ping",
+        "_nursery",
+        "_outbox",
+        "_over",
+        "_polling",
+        "_pong_due",
+        "_ticket",
+        "_upgrading",
+        "_wire",
+        "_writing",
+        "_ws",
+        "_ws_close_code",
+        "close_reason",
+        "handler",
+        "opened_at",
+        "request",
+        "server",
+        "sid",
+        "transport",
+    )
+
     def __init__(self, server: EngineServer, sid: str, request: Request, transport: str) -> None:
         self.server = server
         self.sid = sid
@@ -77,24 +112,24 @@ class Session:
         self.opened_at = time.monotonic()
         self.close_reason: str | None = None
         self.handler: SessionHandler | None = None
-        config = server.config
-        self._config: EngineIOConfig = config
-        self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](config.outbox_size)
-        #: Items queued and not yet written: while any are, nothing is written
-        #: straight through, so order is kept.
-        self._queued = 0
-        #: One-off timers the heartbeat also keeps, by key: (when, callback).
-        self._timers: dict[object, tuple[float, Callable[[], None]]] = {}
-        #: The scope the heartbeat is waiting in, moved earlier by a new timer.
-        self._wait_scope: trio.CancelScope | None = None
-        self._done = trio.Event()
-        self.finished = trio.Event()
+        self._config: EngineIOConfig = server.config
+        #: What waits to be written, oldest first; an item stays until it is
+        #: written, so while any is here nothing goes straight through.
+        self._outbox: deque[Outgoing] | None = None
+        #: Set when something is queued, while a poll waits for it.
+        self._arrived: trio.Event | None = None
+        #: Set when a polling session upgrades (its main task then reads the WebSocket).
+        self._attached: trio.Event | None = None
+        #: The session's place on the server's clock (heartbeat).
+        self._ticket = Ticket(self._due)
+        self._ended = False
+        #: Set once :meth:`run` has cleaned up; ``finished`` is made on demand.
+        self._over = False
+        self._finished: trio.Event | None = None
         #: Heartbeat: when the next ping is due, and when the pong for the last
-        #: one is overdue (None: not waiting for one).  Kept by one task: the
-        #: WebSocket reader, or for long-polling a heartbeat task of its own.
+        #: one is overdue (None: not waiting for one).
         self._next_ping = 0.0
         self._pong_due: float | None = None
-        self._clock_task = False
         self._closing = False
         self._polling = False
         #: A graceful close's CLOSE packet, kept for the poll after the last frames.
@@ -106,6 +141,15 @@ class Session:
         self._writing = False
         self._ws_close_code = 1000
         self._nursery: trio.Nursery | None = None
+
+    @property
+    def finished(self) -> trio.Event:
+        """Set once the session is over and cleaned up (made when first asked for)."""
+        if self._finished is None:
+            self._finished = trio.Event()
+            if self._over:
+                self._finished.set()
+        return self._finished
 
     # ----------------------------------------------------------- outbound
     def send(self, item: Outgoing | tuple[Frame, ...], volatile: bool = False) -> bool:
@@ -123,7 +167,7 @@ class Session:
         if not isinstance(item, Outgoing):
             item = Outgoing(item)
         wire = self._wire
-        if wire is not None and self._queued == 0:
+        if wire is not None and not self._outbox:
             data = item.wire
             try:
                 written = wire.write_nowait(data)
@@ -134,19 +178,26 @@ class Session:
                 return True
             if written:
                 item = Outgoing((), data[written:])
-        try:
-            self._out_send.send_nowait(item)
-            self._queued += 1
-            self._start_writer()
+        if self._queue(item):
             return True
-        except trio.WouldBlock:
-            if not volatile:
-                log.warning("slow consumer: outbox full, closing", extra={"fields": {"sid": self.sid}})
-                self.server.stats.overflows += 1
-                self.abort("slow consumer", ws_code=1008)
+        if not volatile:
+            log.warning("slow consumer: outbox full, closing", extra={"fields": {"sid": self.sid}})
+            self.server.stats.overflows += 1
+            self.abort("slow consumer", ws_code=1008)
+        return False
+
+    def _queue(self, item: Outgoing) -> bool:
+        """Queue for the writer (or the next poll); False when the outbox is full."""
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = deque()
+        elif len(outbox) >= self._config.outbox_size:
             return False
-        except trio.ClosedResourceError:
-            return False
+        outbox.append(item)
+        if self._arrived is not None:
+            self._arrived.set()
+        self._start_writer()
+        return True
 
     def start_soon(self, fn: Any, *args: Any) -> None:
         """Run a task in this session's nursery; it ends when the session does."""
@@ -163,15 +214,10 @@ class Session:
         if self._closing:
             return
         self.close_reason = self.close_reason or reason
-        self._closing = True
-        try:
-            self._out_send.send_nowait(_CLOSE_MARK)
-            self._queued += 1
-            self._start_writer()
-        except (trio.WouldBlock, trio.ClosedResourceError):
+        if not self._queue(_CLOSE_MARK):
             self.abort(reason)
             return
-        self._out_send.close()
+        self._closing = True
         if self._nursery is not None:
             self._nursery.start_soon(self._linger)
 
@@ -182,12 +228,14 @@ class Session:
         self._closing = True
         self._wire = None
         self._ws_close_code = ws_code
-        self._out_send.close()
+        self._outbox = None
+        if self._arrived is not None:
+            self._arrived.set()  # a waiting poll answers with CLOSE
         self._end()
 
     def _end(self) -> None:
-        """The session is over: wake :meth:`run` and stop its tasks now."""
-        self._done.set()
+        """The session is over: stop its tasks now (:meth:`run` cleans up)."""
+        self._ended = True
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
@@ -236,30 +284,32 @@ class Session:
             self._end()
             return [packets.CLOSE]
         self._polling = True
-        frames: list[Frame] = []
         try:
-            try:
-                frames.extend((await self._out_recv.receive()).frames)
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                self._end()
-                return [packets.CLOSE]
-            self._queued -= 1
+            while not self._outbox:
+                if self._closing:
+                    self._end()
+                    return [packets.CLOSE]
+                self._arrived = trio.Event()
+                try:
+                    await self._arrived.wait()
+                finally:
+                    self._arrived = None
+            outbox = self._outbox
+            frames = list(outbox.popleft().frames)
             size = sum(len(f) for f in frames)
             quiet = 0
             while size < self._config.max_payload and quiet < _POLL_QUIET_ROUNDS:
-                try:
-                    item = self._out_recv.receive_nowait()
-                except trio.WouldBlock:
+                if not outbox:
                     # Nothing more yet: let the running tasks go a round in
                     # case a burst is still arriving (shielded: these frames
                     # are out of the outbox already).
                     quiet += 1
                     await trio.lowlevel.cancel_shielded_checkpoint()
+                    if outbox is not self._outbox:
+                        break  # aborted meanwhile
                     continue
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    break
                 quiet = 0
-                self._queued -= 1
+                item = outbox.popleft()
                 frames.extend(item.frames)
                 size += sum(len(f) for f in item.frames)
             if frames[-1] == packets.CLOSE and self._closing:
@@ -308,33 +358,23 @@ class Session:
         self.send((packets.NOOP,))
         while True:
             await trio.sleep(_UPGRADE_NOOP_INTERVAL)
-            if self._polling and self._queued == 0:
+            if self._polling and not self._outbox:
                 self.send((packets.NOOP,))
 
     def attach_websocket(self, ws: WebSocket) -> None:
-        """Upgrade to ``ws``; queued frames continue there in order."""
-        assert self._nursery is not None
+        """Upgrade to ``ws``; queued frames continue there in order, and the
+        session's main task reads it."""
+        assert self._attached is not None
         self.transport = "websocket"
         self._ws = ws
         self._wire = ws.stream
-        self._nursery.start_soon(self._ws_reader, ws)
+        self._attached.set()
         self._start_writer()
 
     async def _ws_reader(self, ws: WebSocket) -> None:
-        """Read frames; on a session opened over WebSocket also keep its heartbeat
-        (no task of its own: the read waits only until the next thing is due)."""
         try:
             while True:
-                if self._clock_task:
-                    frame = await ws.receive()
-                else:
-                    with trio.move_on_at(self._wake_at()) as self._wait_scope:
-                        frame = await ws.receive()
-                    if self._wait_scope.cancelled_caught:
-                        if not self._tick():
-                            return
-                        continue
-                await self.receive_frame(frame)
+                await self.receive_frame(await ws.receive())
         except WebSocketClosed as exc:
             self.abort("message too big" if exc.code == 1009 else "transport close", ws_code=exc.code)
         except EngineProtocolError as exc:
@@ -343,23 +383,17 @@ class Session:
 
     def _start_writer(self) -> None:
         """Run the writer while anything is queued; an idle connection has none."""
-        if self._wire is not None and not self._writing and self._nursery is not None:
+        if self._wire is not None and not self._writing and self._nursery is not None and self._outbox:
             self._writing = True
-            self._nursery.start_soon(self._ws_writer, self._wire)
+            self._nursery.start_soon(self._ws_writer, self._wire, self._outbox)
 
-    async def _ws_writer(self, stream: ConnectionStream) -> None:
+    async def _ws_writer(self, stream: ConnectionStream, outbox: deque[Outgoing]) -> None:
         """Write what is queued, as many items as are waiting in one write, and
         stop once nothing is (the next queued item starts it again)."""
         try:
-            while True:
-                batch: list[Outgoing] = []
-                while len(batch) < _WRITE_BATCH:
-                    try:
-                        batch.append(self._out_recv.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                        break
-                if not batch:
-                    return
+            while outbox and outbox is self._outbox:
+                batch = list(islice(outbox, _WRITE_BATCH))
+                taken = len(batch)
                 closing = _CLOSE_MARK in batch
                 if closing:
                     del batch[batch.index(_CLOSE_MARK) :]
@@ -373,60 +407,42 @@ class Session:
                 if scope.cancelled_caught:
                     self.abort("write timeout", ws_code=1008)
                     return
-                self._queued -= len(batch) + closing
                 if closing:
                     self._end()
                     return
+                for _ in range(taken):
+                    outbox.popleft()
         finally:
             self._writing = False
 
     # ----------------------------------------------------------- lifetime
-    def set_timer(self, key: object, seconds: float, callback: Callable[[], None]) -> None:
-        """Call ``callback`` in ``seconds`` unless the session ends first; a
-        timer set again under the same key replaces the earlier one.
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Ticket:
+        """Call ``callback`` in ``seconds`` on the server's clock; the caller
+        cancels the ticket when it no longer applies (the session ended)."""
+        return self.server.clock.call_later(seconds, callback)
 
-        The heartbeat keeps these too, so a timer costs no task of its own."""
-        when = trio.current_time() + seconds
-        self._timers[key] = (when, callback)
-        scope = self._wait_scope
-        if scope is not None and when < scope.deadline:
-            scope.deadline = when
+    def _due(self) -> float | None:
+        """The clock's call: ping, or end on a ping timeout; when to call again.
 
-    def cancel_timer(self, key: object) -> None:
-        self._timers.pop(key, None)
-
-    def _wake_at(self) -> float:
-        wake = self._pong_due if self._pong_due is not None else self._next_ping
-        for when, _ in self._timers.values():
-            wake = min(wake, when)
-        return wake
-
-    def _tick(self) -> bool:
-        """Do what is due (timers, ping, ping timeout); False once the session ends."""
+        One booking at a time: after a ping the session looks again at the
+        earlier of the pong's deadline and the next ping were the pong to come
+        at once, so a pong books nothing (it only moves ``_next_ping``)."""
+        if self._ended:
+            return None
         now = trio.current_time()
-        if self._timers:
-            for key, (when, callback) in list(self._timers.items()):
-                if now >= when and self._timers.get(key) == (when, callback):
-                    del self._timers[key]
-                    callback()
-        if self._done.is_set():
-            return False
+        config = self._config
         if self._pong_due is not None:
             if now >= self._pong_due:
                 self.abort("ping timeout")
-                return False
-        elif now >= self._next_ping:
-            self._next_ping = now + self._config.ping_interval  # also when it cannot go (closing)
-            if self.send((packets.PING,)):
-                self._pong_due = now + self._config.ping_timeout
-        return True
-
-    async def _heartbeat(self) -> None:
-        while True:
-            with trio.move_on_at(self._wake_at()) as self._wait_scope:
-                await trio.sleep_forever()
-            if not self._tick():
-                return
+                return None
+            return min(self._pong_due, now + config.ping_interval)
+        if now < self._next_ping:
+            return self._next_ping
+        self._next_ping = now + config.ping_interval  # also when it cannot go (closing)
+        if self.send((packets.PING,)):
+            self._pong_due = now + config.ping_timeout
+            return min(self._pong_due, self._next_ping)
+        return self._next_ping
 
     async def run(self, handler: SessionHandler, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the session until it closes; cleans up however it ends."""
@@ -435,35 +451,38 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._next_ping = trio.current_time() + self._config.ping_interval
+                self.server.clock.book(self._ticket, self._next_ping)
                 ws = self._ws
                 if ws is None:
-                    self._clock_task = True
-                    nursery.start_soon(self._heartbeat)
+                    self._attached = trio.Event()
                 else:
                     self.transport = "websocket"
                     self._wire = ws.stream
-                    if self._queued:
-                        self._start_writer()
+                    self._start_writer()
                 handler.opened()
                 task_status.started()
-                if ws is not None and not self._done.is_set():
-                    # Opened over WebSocket: this task is the reader (one task
-                    # fewer per connection than a reader of its own).
+                if ws is None and not self._ended:
+                    await self._attached.wait()  # long-polling until an upgrade
+                    ws = self._ws
+                if not self._ended:
                     await self._ws_reader(ws)
-                await self._done.wait()
                 nursery.cancel_scope.cancel()
         finally:
             if self.close_reason is None:
                 self.close_reason = "server shutting down"
                 self._ws_close_code = 1001
             self._closing = True
-            self._out_send.close()
+            self._ended = True
+            self._ticket.cancel()
+            self._outbox = None
             with trio.CancelScope(shield=True):
                 if self._ws is not None:
                     await self._ws.close(self._ws_close_code, self.close_reason)
                 self.server.forget(self)
                 handler.closed(self.close_reason)
-                self.finished.set()
+                self._over = True
+                if self._finished is not None:
+                    self._finished.set()
                 log.info(
                     "connection closed",
                     extra={

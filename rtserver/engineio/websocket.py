@@ -61,6 +61,8 @@ def handshake(headers: Mapping[str, str]) -> bytes | None:
 
 
 class WebSocket:
+    __slots__ = ("_conn", "_max", "_parts", "_pending", "_size", "stream")
+
     def __init__(self, stream: ConnectionStream, connection: Connection, max_message: int) -> None:
         self.stream = stream
         self._conn = connection

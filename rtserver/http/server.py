@@ -146,11 +146,13 @@ class HttpServer:
                 if request is not None and request.is_websocket_upgrade():
                     upgraded = await self._upgrade(conn, stream, request)
                     if upgraded is not None:
-                        # Only the WebSocket lives on: let the HTTP parser and
-                        # its buffers go for the connection's lifetime.
+                        # Only the WebSocket lives on: let the HTTP parser, its
+                        # buffers and the handler's partial go for the
+                        # connection's lifetime (only the coroutine is kept).
                         del conn, event, request, response
-                        handler, ws_stream = upgraded
-                        await handler(ws_stream)
+                        running = upgraded[0](upgraded[1])
+                        del upgraded
+                        await running
                     return
                 if response is None:
                     response = await self._router.handle(request)

@@ -6,12 +6,18 @@ import os
 
 import trio
 
+_READ_SIZE = 65536
+
 
 class ConnectionStream(trio.abc.Stream):
     """Wraps an accepted connection for the WebSocket library and for us.
 
-    Reading: ``receive_some`` first returns ``prefix``, the request head the
-    HTTP front already read, so the library sees the connection as new.
+    Reading: ``receive_some`` first returns ``prefix``, what the HTTP front
+    read past the request head.  On a plain socket it then reads the socket
+    itself, as trio's socket layer does (try, else wait until readable):
+    an idle connection waits in that read for its whole life, and the three
+    coroutine frames of ``SocketStream.receive_some`` and trio's socket
+    wrapper cost about 0.9 KiB of every idle connection.
 
     Writing: every byte goes through this object, one write at a time, so
     the library's own frames (handshake, pongs, close) and ours never
@@ -19,6 +25,8 @@ class ConnectionStream(trio.abc.Stream):
     straight on an idle socket without a task switch (see
     :meth:`rtserver.engineio.session.Session.send`).
     """
+
+    __slots__ = ("_fd", "_prefix", "_send_lock", "_stream")
 
     def __init__(self, prefix: bytes, stream: trio.abc.Stream) -> None:
         self._prefix = prefix
@@ -38,7 +46,30 @@ class ConnectionStream(trio.abc.Stream):
             size = len(self._prefix) if max_bytes is None else max_bytes
             data, self._prefix = self._prefix[:size], self._prefix[size:]
             return data
-        return await self._stream.receive_some(max_bytes)
+        fd = self._fd
+        if fd is None:
+            return await self._stream.receive_some(max_bytes)
+        size = max_bytes or _READ_SIZE
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            data = os.read(fd, size)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            if self._fd is None:
+                raise trio.ClosedResourceError("the stream was closed")
+            try:
+                return os.read(fd, size)
+            except BlockingIOError:
+                continue  # woken without data (it happens): wait again
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         async with self._send_lock:

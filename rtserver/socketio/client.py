@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..auth.errors import Refusal
+from ..engineio.clock import Ticket
 from ..engineio.session import Session
 from ..recovery import RECOVERABLE
 from .packets import Decoder, Packet, PacketType, SocketProtocolError
@@ -60,10 +61,12 @@ class Client:
         self._ever_connected = False
         #: Cancel scopes of running event handlers, by socket: they end with it.
         self._running: dict[Socket, set[trio.CancelScope]] = {}
+        #: Ends the session unless a namespace connects in time.
+        self._connect_deadline: Ticket | None = None
 
     # -------------------------------------------------- SessionHandler
     def opened(self) -> None:
-        self.session.set_timer("connect", self.server.config.connect_timeout, self._connect_expired)
+        self._connect_deadline = self.session.call_later(self.server.config.connect_timeout, self._connect_expired)
 
     async def message(self, data: str | bytes) -> None:
         try:
@@ -105,6 +108,7 @@ class Client:
         return any(self._running.values())
 
     def closed(self, reason: str) -> None:
+        self._cancel_connect_deadline()
         for socket in list(self.sockets.values()):
             self.remove(socket, reason)
 
@@ -113,8 +117,14 @@ class Client:
         self.session.send(to_frames(packet))
 
     def _connect_expired(self) -> None:
+        self._connect_deadline = None
         if not self._ever_connected:
             self.session.abort("connect timeout")
+
+    def _cancel_connect_deadline(self) -> None:
+        if self._connect_deadline is not None:
+            self._connect_deadline.cancel()
+            self._connect_deadline = None
 
     async def _connect(self, packet: Packet) -> None:
         namespace = packet.namespace
@@ -172,6 +182,7 @@ class Client:
             return
         socket.connected = True
         self._ever_connected = True
+        self._cancel_connect_deadline()
         self.sockets[namespace] = socket
         answer = {"sid": socket.sid} if socket.pid is None else {"sid": socket.sid, "pid": socket.pid}
         self.send_packet(Packet(PacketType.CONNECT, namespace, answer))

@@ -10,6 +10,7 @@ import trio
 
 from ..auth.errors import Refusal
 from ..auth.identity import Identity
+from ..engineio.clock import Ticket
 from ..engineio.packets import Frame, Outgoing
 from ..http.messages import Request
 from .packets import Packet, PacketType, encode
@@ -53,6 +54,8 @@ class Socket:
         self.connected = False
         #: Who the socket is (set when it connects; anonymous with auth off).
         self.identity: Identity | None = None
+        #: Ends the socket when its token expires (set by the guard).
+        self.expiry: Ticket | None = None
         #: Connection state recovery: private session id, where its replay
         #: would start, and whether this connection recovered an earlier one.
         self.pid: str | None = None

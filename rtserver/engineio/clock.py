@@ -1,0 +1,92 @@
+"""One task keeps the time of every session: pings, ping timeouts, timers.
+
+A task, or even a cancel scope, per connection to wake it for its next ping
+costs memory on every idle connection (measured with ``make bench``: a
+heartbeat scope per read and its timer entries were about 1 KiB of each
+idle WebSocket connection).  Instead each session books its next wake-up
+here, in one heap, and this task calls :meth:`Ticket.due` when it comes.
+
+A session books with its :class:`Ticket`.  Booking again earlier supersedes
+the earlier booking; superseded and finished bookings are dropped when they
+come up, so nothing is ever searched for in the heap.  The heap holds
+tickets, not sessions: a finished session clears its ticket and is freed at
+once, not when its last booking comes up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections.abc import Callable
+
+import trio
+
+log = logging.getLogger("rtserver.engineio")
+
+
+class Ticket:
+    """A place on the clock: a session's heartbeat, or a one-off timer."""
+
+    __slots__ = ("at", "due")
+
+    def __init__(self, due: Callable[[], float | None]) -> None:
+        #: Called when the booking comes up; returns when it wants to be
+        #: called next (None: not again).
+        self.due: Callable[[], float | None] | None = due
+        #: The booking in force (None: none).
+        self.at: float | None = None
+
+    def cancel(self) -> None:
+        self.due = None
+        self.at = None
+
+    def __lt__(self, other: Ticket) -> bool:
+        return False  # bookings at the same time come up in any order
+
+
+class Clock:
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, Ticket]] = []
+        #: The scope the clock's task sleeps in, moved earlier by an earlier booking.
+        self._sleep: trio.CancelScope | None = None
+
+    def book(self, ticket: Ticket, when: float) -> None:
+        """Call ``ticket.due`` at ``when``, unless it is booked earlier already."""
+        if ticket.due is None or (ticket.at is not None and ticket.at <= when):
+            return
+        ticket.at = when
+        heapq.heappush(self._heap, (when, ticket))
+        sleep = self._sleep
+        if sleep is not None and when < sleep.deadline:
+            sleep.deadline = when
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Ticket:
+        """Call ``callback`` once in ``seconds``; ``cancel()`` the ticket to call it off."""
+        ticket = Ticket(callback)
+        self.book(ticket, trio.current_time() + seconds)
+        return ticket
+
+    def _run_due(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, ticket = heapq.heappop(heap)
+            if ticket.at != when or ticket.due is None:
+                continue  # superseded by an earlier booking, or cancelled
+            ticket.at = None
+            try:
+                again = ticket.due()
+            except Exception:
+                # One session's failure must not stop every other heartbeat.
+                log.exception("timer callback failed")
+                continue
+            if again is not None:
+                self.book(ticket, again)
+
+    async def run(self) -> None:
+        """Serve bookings until cancelled (with the server)."""
+        while True:
+            self._run_due(trio.current_time())
+            with trio.move_on_at(self._heap[0][0] if self._heap else math.inf) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
