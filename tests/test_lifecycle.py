@@ -199,6 +199,8 @@ async def test_answered_pings_keep_connection(start_server):
         assert await ws.recv_text() == "2"
         await ws.send_text("3")
     assert ws.sid in server.engine.sessions
+    # One heartbeat booking however many pings (and the cancelled connect deadline).
+    assert len(server.engine.clock) <= 2
     assert rec.reasons == {}
     await ws.send_text("1")
     await rec.ended(server, ws.socket_sid, "transport close")

@@ -61,6 +61,10 @@ class Clock:
         if sleep is not None and when < sleep.deadline:
             sleep.deadline = when
 
+    def __len__(self) -> int:
+        """Bookings held, superseded and cancelled ones included until they come up."""
+        return len(self._heap)
+
     def call_later(self, seconds: float, callback: Callable[[], None]) -> Ticket:
         """Call ``callback`` once in ``seconds``; ``cancel()`` the ticket to call it off."""
         ticket = Ticket(callback)

@@ -1,0 +1,100 @@
+"""The server clock (one task for every session's heartbeat and timers), on
+trio's virtual clock: no real sleeps."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from rtserver.engineio.clock import Clock, Ticket
+
+
+@pytest.fixture
+async def clock(nursery: trio.Nursery) -> Clock:
+    clock = Clock()
+    nursery.start_soon(clock.run)
+    await trio.testing.wait_all_tasks_blocked()
+    return clock
+
+
+def recorder(calls: list[tuple[str, float]], name: str):
+    def call() -> None:
+        calls.append((name, trio.current_time()))
+
+    return call
+
+
+async def test_callbacks_come_up_in_time_order(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    calls: list[tuple[str, float]] = []
+    start = trio.current_time()
+    clock.call_later(3, recorder(calls, "c"))
+    clock.call_later(1, recorder(calls, "a"))
+    clock.call_later(2, recorder(calls, "b"))
+    await trio.sleep(5)
+    assert [name for name, _ in calls] == ["a", "b", "c"]
+    assert [round(at - start, 6) for _, at in calls] == [1, 2, 3]
+    assert len(clock) == 0
+
+
+async def test_an_earlier_booking_wakes_the_sleeping_clock(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    calls: list[tuple[str, float]] = []
+    start = trio.current_time()
+    clock.call_later(100, recorder(calls, "late"))
+    await trio.sleep(1)  # the clock now sleeps until t=100
+    clock.call_later(1, recorder(calls, "early"))
+    await trio.sleep(2)
+    assert calls == [("early", pytest.approx(start + 2))]
+
+
+async def test_cancelled_ticket_is_not_called_and_lets_go(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    calls: list[tuple[str, float]] = []
+    ticket = clock.call_later(1, recorder(calls, "x"))
+    ticket.cancel()
+    assert ticket.due is None  # the callback (and what it holds) is not kept
+    await trio.sleep(2)
+    assert calls == []
+    assert len(clock) == 0
+
+
+async def test_earlier_booking_supersedes_and_later_one_is_ignored(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    calls: list[float] = []
+    start = trio.current_time()
+
+    def due() -> None:
+        calls.append(trio.current_time() - start)
+
+    ticket = Ticket(due)
+    clock.book(ticket, start + 5)
+    clock.book(ticket, start + 2)  # earlier: replaces the booking at 5
+    clock.book(ticket, start + 8)  # later than the one in force: ignored
+    await trio.sleep(10)
+    assert calls == [pytest.approx(2)]
+
+
+async def test_recurring_ticket_books_itself_again(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    start = trio.current_time()
+    calls: list[float] = []
+
+    def due() -> float | None:
+        calls.append(trio.current_time() - start)
+        return None if len(calls) == 3 else trio.current_time() + 10
+
+    clock.book(Ticket(due), start + 10)
+    await trio.sleep(100)
+    assert calls == [pytest.approx(10), pytest.approx(20), pytest.approx(30)]
+
+
+async def test_a_failing_callback_does_not_stop_the_others(autojump_clock: trio.testing.MockClock, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[tuple[str, float]] = []
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    clock.call_later(1, broken)
+    clock.call_later(2, recorder(calls, "after"))
+    with caplog.at_level(logging.ERROR, logger="rtserver.engineio"):
+        await trio.sleep(3)
+    assert [name for name, _ in calls] == ["after"]
+    assert "timer callback failed" in caplog.text
