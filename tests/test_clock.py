@@ -3,6 +3,7 @@ trio's virtual clock: no real sleeps."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import pytest
@@ -98,3 +99,31 @@ async def test_a_failing_callback_does_not_stop_the_others(autojump_clock: trio.
         await trio.sleep(3)
     assert [name for name, _ in calls] == ["after"]
     assert "timer callback failed" in caplog.text
+
+
+async def test_cancelled_far_bookings_do_not_pile_up(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    # Connections that come and go, each with a token expiring in a month:
+    # their cancelled expiry bookings must not stay in the heap for a month.
+    month = 30 * 24 * 3600.0
+    fired: list[int] = []
+    live = [clock.call_later(month, functools.partial(fired.append, i)) for i in range(100)]
+    for _ in range(50):
+        for ticket in [clock.call_later(month, lambda: None) for _ in range(200)]:
+            ticket.cancel()
+    assert len(clock) < 3 * (len(live) + 1024)
+    await trio.sleep(month + 1)
+    assert sorted(fired) == list(range(100))  # the live ones all survived the rebuilds
+    assert len(clock) == 0
+
+
+async def test_superseded_bookings_are_accounted(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    start = trio.current_time()
+    calls: list[float] = []
+    tickets = [Ticket(lambda: calls.append(trio.current_time() - start)) for _ in range(3000)]
+    for ticket in tickets:
+        for delay in (500, 400, 300, 200, 100):  # each earlier one supersedes the last
+            clock.book(ticket, start + delay)
+    assert len(clock) <= 2 * 3000 + 1024
+    await trio.sleep(600)
+    assert len(calls) == 3000 and all(at == pytest.approx(100) for at in calls)
+    assert len(clock) == 0

@@ -4,13 +4,16 @@ A task, or even a cancel scope, per connection to wake it for its next ping
 costs memory on every idle connection (measured with ``make bench``: a
 heartbeat scope per read and its timer entries were about 1 KiB of each
 idle WebSocket connection).  Instead each session books its next wake-up
-here, in one heap, and this task calls :meth:`Ticket.due` when it comes.
+here, in one heap, and this task calls :attr:`Ticket.due` when it comes.
 
-A session books with its :class:`Ticket`.  Booking again earlier supersedes
-the earlier booking; superseded and finished bookings are dropped when they
-come up, so nothing is ever searched for in the heap.  The heap holds
-tickets, not sessions: a finished session clears its ticket and is freed at
-once, not when its last booking comes up.
+Booking a ticket again earlier supersedes its earlier booking; superseded
+and cancelled bookings are skipped when they come up, so nothing is searched
+for in the heap.  A cancelled booking can lie far in the future (a token
+that expires in a month, its connection long gone), so once dead bookings
+are more than half of the heap it is rebuilt without them: the heap never
+holds much more than twice the live bookings, however many connections come
+and go over months.  The heap holds tickets, not sessions, and a cancelled
+ticket lets go of its callback: a finished session is freed at once.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ import trio
 
 log = logging.getLogger("rtserver.engineio")
 
+#: Dead bookings tolerated before the heap may be rebuilt without them.
+_COMPACT_MIN = 1024
+
 
 class Ticket:
     """A place on the clock: a session's heartbeat, or a one-off timer."""
 
-    __slots__ = ("at", "due")
+    __slots__ = ("at", "clock", "due")
 
     def __init__(self, due: Callable[[], float | None]) -> None:
         #: Called when the booking comes up; returns when it wants to be
@@ -36,8 +42,13 @@ class Ticket:
         self.due: Callable[[], float | None] | None = due
         #: The booking in force (None: none).
         self.at: float | None = None
+        #: The clock it is booked on.
+        self.clock: Clock | None = None
 
     def cancel(self) -> None:
+        """Call it off: the callback is dropped, its booking skipped."""
+        if self.at is not None and self.clock is not None:
+            self.clock._dead += 1
         self.due = None
         self.at = None
 
@@ -48,6 +59,8 @@ class Ticket:
 class Clock:
     def __init__(self) -> None:
         self._heap: list[tuple[float, Ticket]] = []
+        #: Bookings in the heap that will be skipped (superseded or cancelled).
+        self._dead = 0
         #: The scope the clock's task sleeps in, moved earlier by an earlier booking.
         self._sleep: trio.CancelScope | None = None
 
@@ -55,14 +68,20 @@ class Clock:
         """Call ``ticket.due`` at ``when``, unless it is booked earlier already."""
         if ticket.due is None or (ticket.at is not None and ticket.at <= when):
             return
+        if ticket.at is not None:
+            self._dead += 1  # the later booking is superseded
         ticket.at = when
+        ticket.clock = self
         heapq.heappush(self._heap, (when, ticket))
+        if self._dead > _COMPACT_MIN and self._dead * 2 > len(self._heap):
+            self._compact()
         sleep = self._sleep
         if sleep is not None and when < sleep.deadline:
             sleep.deadline = when
 
     def __len__(self) -> int:
-        """Bookings held, superseded and cancelled ones included until they come up."""
+        """Bookings held, superseded and cancelled ones included until they
+        come up or the heap is rebuilt."""
         return len(self._heap)
 
     def call_later(self, seconds: float, callback: Callable[[], None]) -> Ticket:
@@ -71,12 +90,18 @@ class Clock:
         self.book(ticket, trio.current_time() + seconds)
         return ticket
 
+    def _compact(self) -> None:
+        self._heap = [(when, ticket) for when, ticket in self._heap if ticket.at == when and ticket.due is not None]
+        heapq.heapify(self._heap)
+        self._dead = 0
+
     def _run_due(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, ticket = heapq.heappop(heap)
             if ticket.at != when or ticket.due is None:
-                continue  # superseded by an earlier booking, or cancelled
+                self._dead -= 1  # superseded by an earlier booking, or cancelled
+                continue
             ticket.at = None
             try:
                 again = ticket.due()
@@ -86,6 +111,7 @@ class Clock:
                 continue
             if again is not None:
                 self.book(ticket, again)
+            heap = self._heap  # a booking may have rebuilt it
 
     async def run(self) -> None:
         """Serve bookings until cancelled (with the server)."""
