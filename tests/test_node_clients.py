@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from typing import Any
 
 import pytest
 import trio
+from support.garbage import cyclic_garbage
 from support.nodes import (
     FAST_RECONNECT,
     Node,
@@ -23,6 +25,8 @@ from support.nodes import (
 )
 
 from rtserver import App, ConnectionRefused, Socket
+from rtserver.engineio.session import Session
+from rtserver.socketio.client import Client
 
 
 # ------------------------------------------------------------------ helpers
@@ -60,6 +64,7 @@ ECHO_ARGS = ["hi", 42, {"nested": [1, 2, {"x": None}]}, True]
 
 # -------------------------------------------------------------- transports
 async def test_default_options_upgrade_to_websocket(start_server: StartServer, node: Node) -> None:
+    gc.collect()  # what earlier tests left
     app, seen = basic_app()
     server = await start_server(app)
     result = await run_scripted(
@@ -85,6 +90,10 @@ async def test_default_options_upgrade_to_websocket(start_server: StartServer, n
     assert events(result, "greeting") == [[{"text": "hello node", "sid": connect["id"]}]]
     assert seen["transports"] == ["websocket"]
     assert result.of("disconnect") == [{"type": "disconnect", "reason": "io client disconnect", "active": False}]
+    # The upgraded session is freed when it ends, not left for a full GC.
+    await wait_until(lambda: not server.engine.sessions)
+    await trio.testing.wait_all_tasks_blocked()
+    assert cyclic_garbage(Session, Client, Socket) == []
 
 
 async def test_websocket_only(start_server: StartServer, node: Node) -> None:

@@ -251,13 +251,15 @@ class Session:
         stats.messages_in += 1
         stats.bytes_in += len(frame)
         if isinstance(frame, bytes):
-            await self.handler.message(frame)
+            if self.handler is not None:
+                await self.handler.message(frame)
         else:
             await self._receive_packet(packets.decode_text(frame))
 
     async def _receive_packet(self, packet: packets.Packet) -> None:
         if packet.type is PacketType.MESSAGE:
-            await self.handler.message(packet.data)
+            if self.handler is not None:  # None once the session is over
+                await self.handler.message(packet.data)
         elif packet.type is PacketType.PONG:
             self._pong_due = None
             self._next_ping = trio.current_time() + self._config.ping_interval
@@ -480,6 +482,11 @@ class Session:
                     await self._ws.close(self._ws_close_code, self.close_reason)
                 self.server.forget(self)
                 handler.closed(self.close_reason)
+                # Nothing here refers back to the session once it is over, so
+                # it is freed when its last user lets go, not by a full
+                # garbage collection (long-lived objects wait for those).
+                self.handler = None
+                self._nursery = None
                 self._over = True
                 if self._finished is not None:
                     self._finished.set()
