@@ -2,8 +2,8 @@
 
 Each accepted TCP connection runs :meth:`HttpServer.handle_connection` in its
 own task.  Requests are answered one at a time by the router; a WebSocket
-upgrade hands the stream, with the request head replayed in front, to the
-route's WebSocket handler and the HTTP loop ends.
+upgrade hands the stream, with what was read past the request head pushed
+back in front, to the route's WebSocket handler and the HTTP loop ends.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ class _ClientGone(Exception):
     """The client closed or broke the connection; nothing more to send."""
 
 
+class _RequestTimeout(Exception):
+    """The request's body did not arrive within ``read_timeout``."""
+
+
 def _peer(stream: trio.abc.Stream) -> str:
     sock = getattr(stream, "socket", None)
     try:
@@ -65,23 +69,36 @@ class HttpServer:
         self.tls: ssl.SSLContext | None = None
 
     async def _next_event(
-        self, conn: h11.Connection, stream: trio.abc.Stream, head_scope: trio.CancelScope | None = None
+        self,
+        conn: h11.Connection,
+        stream: ConnectionStream,
+        head_scope: trio.CancelScope | None = None,
+        deadline: float | None = None,
     ) -> object:
         """The next h11 event.  With ``head_scope`` (the idle wait for a request),
-        the scope's deadline shrinks to ``read_timeout`` once part of a head is in."""
+        the scope's deadline shrinks to ``read_timeout`` once part of a head is in.
+        With ``deadline``, a read still waiting then raises ``_RequestTimeout``;
+        an event already in the buffer (a GET's end) costs no cancel scope."""
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
             if head_scope is not None and conn.trailing_data[0]:
                 head_scope.deadline = min(head_scope.deadline, trio.current_time() + self._config.read_timeout)
+            data: bytes | None = None
             try:
-                data = await stream.receive_some(_READ_SIZE)
+                if deadline is None:
+                    data = await stream.receive_some(_READ_SIZE)
+                else:
+                    with trio.move_on_at(deadline):
+                        data = await stream.receive_some(_READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise _ClientGone from None
+            if data is None:
+                raise _RequestTimeout
             conn.receive_data(data)
 
-    async def _send(self, conn: h11.Connection, stream: trio.abc.Stream, response: Response) -> None:
+    async def _send(self, conn: h11.Connection, stream: ConnectionStream, response: Response) -> None:
         headers = [
             ("Content-Type", response.content_type),
             ("Content-Length", str(len(response.body))),
@@ -93,17 +110,21 @@ class HttpServer:
         data = conn.send(h11.Response(status_code=response.status, headers=headers))
         data += conn.send(h11.Data(data=response.body)) if response.body else b""
         data += conn.send(h11.EndOfMessage())
+        # An answer almost always fits the socket's buffer: then no scope, no lock.
+        written = stream.write_nowait(data)
+        if written == len(data):
+            return
         with trio.move_on_after(self._config.read_timeout):
-            await stream.send_all(data)
+            await stream.send_all(memoryview(data)[written:])
             return
         raise _ClientGone
 
-    async def _read_body(self, conn: h11.Connection, stream: trio.abc.Stream, limit: int) -> bytes | None:
+    async def _read_body(self, conn: h11.Connection, stream: ConnectionStream, limit: int, deadline: float) -> bytes | None:
         """The whole body, or None when it is larger than ``limit``."""
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await self._next_event(conn, stream)
+            event = await self._next_event(conn, stream, deadline=deadline)
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > limit:
@@ -114,14 +135,15 @@ class HttpServer:
             else:
                 raise _ClientGone
 
-    async def handle_connection(self, stream: trio.abc.Stream) -> None:
+    async def handle_connection(self, accepted: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_bytes)
-        remote = _peer(stream)
+        remote = _peer(accepted)
+        tls = None if self.tls is None else trio.SSLStream(accepted, self.tls, server_side=True, https_compatible=True)
+        stream = ConnectionStream(accepted if tls is None else tls)
         try:
-            if self.tls is not None:
-                stream = trio.SSLStream(stream, self.tls, server_side=True, https_compatible=True)
+            if tls is not None:
                 with trio.move_on_after(self._config.read_timeout) as handshake:
-                    await stream.do_handshake()
+                    await tls.do_handshake()
                 if handshake.cancelled_caught:
                     return
             while True:
@@ -138,9 +160,11 @@ class HttpServer:
                         f"request head is larger than {self._config.max_header_bytes} bytes",
                     )
                     return
-                with trio.move_on_after(self._config.read_timeout) as read_scope:
-                    request, response = await self._read_request(conn, stream, event, remote)
-                if read_scope.cancelled_caught:
+                try:
+                    request, response = await self._read_request(
+                        conn, stream, event, remote, trio.current_time() + self._config.read_timeout
+                    )
+                except _RequestTimeout:
                     await self._refuse(conn, stream, 408, "request_timeout", "request not received in time")
                     return
                 if request is not None and request.is_websocket_upgrade():
@@ -170,27 +194,27 @@ class HttpServer:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await stream.aclose()
 
-    async def _refuse(self, conn: h11.Connection, stream: trio.abc.Stream, status: int, code: str, message: str) -> None:
+    async def _refuse(self, conn: h11.Connection, stream: ConnectionStream, status: int, code: str, message: str) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         with contextlib.suppress(h11.LocalProtocolError, _ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
             await self._send(conn, stream, error_response(status, code, message, [("Connection", "close")]))
 
     async def _read_request(
-        self, conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request, remote: str
+        self, conn: h11.Connection, stream: ConnectionStream, event: h11.Request, remote: str, deadline: float
     ) -> tuple[Request, None] | tuple[None, Response]:
-        """Read the body; an upgrade request is returned as it is (no body)."""
+        """Read the body by ``deadline``; an upgrade request is returned as it is (no body)."""
         request = Request.from_head(event.method, event.target, event.headers, remote)
         if request.is_websocket_upgrade():
             return request, None
         limit = self._router.body_limit(request)
-        body = await self._read_body(conn, stream, limit)
+        body = await self._read_body(conn, stream, limit, deadline)
         if body is None:
             return None, error_response(413, "payload_too_large", f"request body is larger than {limit} bytes")
         return Request(request.method, request.target, request.path, request.query, request.headers, remote, body), None
 
     async def _upgrade(
-        self, conn: h11.Connection, stream: trio.abc.Stream, request: Request
+        self, conn: h11.Connection, stream: ConnectionStream, request: Request
     ) -> tuple[Callable[[ConnectionStream], Awaitable[None]], ConnectionStream] | None:
         """The WebSocket handler and its stream, or None once refused over HTTP."""
         handler = self._router.websocket_handler(request)
@@ -202,4 +226,5 @@ class HttpServer:
             await self._send(conn, stream, refusal)
             return None
         trailing, _ = conn.trailing_data
-        return handler, ConnectionStream(bytes(trailing), stream)
+        stream.push_back(bytes(trailing))
+        return handler, stream

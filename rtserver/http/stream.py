@@ -1,4 +1,4 @@
-"""The stream a WebSocket connection is served on: the single owner of its bytes."""
+"""The stream a connection is served on: the single owner of its bytes."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ _READ_SIZE = 65536
 
 
 class ConnectionStream(trio.abc.Stream):
-    """Wraps an accepted connection for the WebSocket library and for us.
+    """Wraps an accepted connection for the HTTP front, the WebSocket and us.
 
-    Reading: ``receive_some`` first returns ``prefix``, what the HTTP front
-    read past the request head.  On a plain socket it then reads the socket
-    itself, as trio's socket layer does (try, else wait until readable):
-    an idle connection waits in that read for its whole life, and the three
+    On a plain socket it reads and writes the socket itself, as trio's
+    socket layer does (try the call, else wait until the socket is ready):
+    an idle WebSocket waits in that read for its whole life, and the three
     coroutine frames of ``SocketStream.receive_some`` and trio's socket
-    wrapper cost about 0.9 KiB of every idle connection.
+    wrapper cost about 0.9 KiB of every idle connection; a long-polling
+    answer goes out in one ``write`` without trio's send machinery.  Over TLS
+    everything goes through the wrapped stream.
+
+    Reading: ``receive_some`` first returns what :meth:`push_back` gave it,
+    the bytes the HTTP front read past an upgrade request's head.
 
     Writing: every byte goes through this object, one write at a time, so
     the library's own frames (handshake, pongs, close) and ours never
@@ -28,12 +32,16 @@ class ConnectionStream(trio.abc.Stream):
 
     __slots__ = ("_fd", "_prefix", "_send_lock", "_stream")
 
-    def __init__(self, prefix: bytes, stream: trio.abc.Stream) -> None:
-        self._prefix = prefix
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._prefix = b""
         self._stream = stream
         self._send_lock = trio.StrictFIFOLock()
-        # Direct writes need the plain socket; over TLS everything is queued.
+        # Direct reads and writes need the plain socket.
         self._fd: int | None = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+
+    def push_back(self, data: bytes) -> None:
+        """Bytes already read from the connection, for the next reads to return first."""
+        self._prefix = data + self._prefix
 
     @property
     def busy(self) -> bool:
@@ -72,8 +80,22 @@ class ConnectionStream(trio.abc.Stream):
                 raise trio.BrokenResourceError(str(exc)) from exc
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        async with self._send_lock:
-            await self._stream.send_all(data)
+        if self._fd is None or self._send_lock.locked():
+            async with self._send_lock:
+                await self._stream.send_all(data)
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()
+        # Held from before the first byte: nothing may write between the
+        # direct write and the rest of it.
+        self._send_lock.acquire_nowait()
+        try:
+            written = self._write(data)
+            if written < len(data):
+                await self._stream.send_all(memoryview(data)[written:])
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._send_lock.release()
 
     def write_nowait(self, data: bytes) -> int:
         """Write what the socket takes now without blocking; how many bytes.
@@ -83,6 +105,10 @@ class ConnectionStream(trio.abc.Stream):
         """
         if self._fd is None or self._send_lock.locked():
             return 0
+        return self._write(data)
+
+    def _write(self, data: bytes | bytearray | memoryview) -> int:
+        assert self._fd is not None
         try:
             return os.write(self._fd, data)
         except BlockingIOError:
