@@ -27,17 +27,26 @@ class Request:
         cls, method: bytes, target: bytes, raw_headers: Iterable[tuple[bytes, bytes]], remote: str
     ) -> Request:
         text_target = target.decode("latin-1")
-        parts = urlsplit(text_target)
+        if text_target[:1] == "/" and text_target[1:2] != "/" and "#" not in text_target:
+            # The usual origin-form target: no URL parser needed (every poll has one).
+            path, _, query_string = text_target.partition("?")
+        else:
+            parts = urlsplit(text_target)
+            path, query_string = parts.path, parts.query
         query: dict[str, str] = {}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if "%" in query_string or "+" in query_string:
+            pairs = parse_qsl(query_string, keep_blank_values=True)
+        else:
+            pairs = [pair.partition("=")[::2] for pair in query_string.split("&") if pair]
+        for key, value in pairs:
             query.setdefault(key, value)
         headers: dict[str, str] = {}
         for name, value in raw_headers:
-            key = name.decode("latin-1").lower()
+            key = name.decode("latin-1")  # h11 gives names lower-cased
             val = value.decode("latin-1")
             sep = "; " if key == "cookie" else ", "
             headers[key] = f"{headers[key]}{sep}{val}" if key in headers else val
-        return cls(method.decode("ascii"), text_target, parts.path, query, headers, remote)
+        return cls(method.decode("ascii"), text_target, path, query, headers, remote)
 
     def is_websocket_upgrade(self) -> bool:
         return (
