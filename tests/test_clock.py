@@ -127,3 +127,24 @@ async def test_superseded_bookings_are_accounted(autojump_clock: trio.testing.Mo
     await trio.sleep(600)
     assert len(calls) == 3000 and all(at == pytest.approx(100) for at in calls)
     assert len(clock) == 0
+
+
+async def test_a_big_batch_lets_other_tasks_run(autojump_clock: trio.testing.MockClock, clock: Clock) -> None:
+    # Thousands of sessions due at the same moment are served in batches,
+    # with other tasks running in between.
+    order: list[str] = []
+    for _ in range(1000):
+        clock.call_later(1, lambda: order.append("timer"))
+
+    async def other() -> None:
+        await trio.sleep(1)
+        while order.count("timer") < 1000:
+            order.append("other")
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await trio.sleep(2)
+    assert order.count("timer") == 1000
+    longest = max(len(run) for run in "".join("t" if e == "timer" else " " for e in order).split())
+    assert longest <= 256  # never the whole batch in one go
