@@ -147,4 +147,6 @@ async def test_a_big_batch_lets_other_tasks_run(autojump_clock: trio.testing.Moc
         await trio.sleep(2)
     assert order.count("timer") == 1000
     longest = max(len(run) for run in "".join("t" if e == "timer" else " " for e in order).split())
-    assert longest <= 256  # never the whole batch in one go
+    # Never all at once: at most two batches of 256 meet end to end (trio may
+    # run the clock last in one scheduling round and first in the next).
+    assert longest <= 2 * 256
