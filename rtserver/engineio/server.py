@@ -203,6 +203,7 @@ class EngineServer:
 
     async def _upgrade_websocket(self, request: Request, answer: bytes, stream: ConnectionStream) -> None:
         sid = request.query["sid"]
+        del request  # the session keeps its handshake request; this one is not kept
         try:
             ws = await websocket.WebSocket.accept(stream, answer, self.config.max_payload)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -314,6 +314,8 @@ class Session:
                 item = outbox.popleft()
                 frames.extend(item.frames)
                 size += sum(len(f) for f in item.frames)
+            if not outbox and outbox is self._outbox:
+                self._outbox = None
             if frames[-1] == packets.CLOSE and self._closing:
                 if len(frames) > 1:
                     # The close goes in the next poll: socket.io-client handles the
@@ -414,6 +416,8 @@ class Session:
                     return
                 for _ in range(taken):
                     outbox.popleft()
+            if not outbox and outbox is self._outbox:
+                self._outbox = None  # made again when next needed (a deque is 0.7 KiB)
         finally:
             self._writing = False
 
@@ -465,6 +469,7 @@ class Session:
                 task_status.started()
                 if ws is None and not self._ended:
                     await self._attached.wait()  # long-polling until an upgrade
+                    self._attached = None
                     ws = self._ws
                 if not self._ended:
                     await self._ws_reader(ws)
