@@ -81,10 +81,11 @@ class Hub:
 
     def _in_room(self, namespace: str, room: str) -> Iterable[Member]:
         members = self._rooms.get(namespace, {}).get(room)
-        if members is not None:
-            return members
-        member = self._members.get(namespace, {}).get(room)
-        return () if member is None else (member,)
+        owner = self._members.get(namespace, {}).get(room)
+        if owner is None:
+            return () if members is None else members
+        # A sid's room is its socket, and whoever the server put in a room of that name.
+        return (owner,) if members is None else members | {owner}
 
     def members(self, namespace: str, rooms: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> set[Member]:
         """Sockets of ``namespace`` in any of ``rooms`` (all when None), less ``exclude`` rooms."""
@@ -101,7 +102,8 @@ class Hub:
     def rooms(self, namespace: str) -> dict[str, int]:
         """Room name -> member count, sid rooms included."""
         counts = {room: len(members) for room, members in self._rooms.get(namespace, {}).items()}
-        counts.update((sid, 1) for sid in self._members.get(namespace, {}))
+        for sid in self._members.get(namespace, {}):
+            counts[sid] = counts.get(sid, 0) + 1
         return counts
 
     def namespaces(self) -> dict[str, int]:

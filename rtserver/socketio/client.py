@@ -58,10 +58,10 @@ class Client:
         self._bucket = server.guard.new_event_bucket()
         #: When this client's recent events were refused (made on the first).
         self._refusals: deque[float] | None = None
-        self._ever_connected = False
         #: Cancel scopes of running event handlers, by socket: they end with it.
         self._running: dict[Socket, set[trio.CancelScope]] = {}
-        #: Ends the session unless a namespace connects in time.
+        #: Ends the session unless a namespace connects in time (cancelled
+        #: by the first namespace that does).
         self._connect_deadline: Ticket | None = None
 
     # -------------------------------------------------- SessionHandler
@@ -118,8 +118,7 @@ class Client:
 
     def _connect_expired(self) -> None:
         self._connect_deadline = None
-        if not self._ever_connected:
-            self.session.abort("connect timeout")
+        self.session.abort("connect timeout")
 
     def _cancel_connect_deadline(self) -> None:
         if self._connect_deadline is not None:
@@ -181,7 +180,6 @@ class Client:
                 self._refuse_connect(namespace, *refused)
             return
         socket.connected = True
-        self._ever_connected = True
         self._cancel_connect_deadline()
         self.sockets[namespace] = socket
         answer = {"sid": socket.sid} if socket.pid is None else {"sid": socket.sid, "pid": socket.pid}
