@@ -251,15 +251,17 @@ class Session:
         stats.messages_in += 1
         stats.bytes_in += len(frame)
         if isinstance(frame, bytes):
-            if self.handler is not None:
-                await self.handler.message(frame)
+            await self._to_handler(frame)
         else:
             await self._receive_packet(packets.decode_text(frame))
 
+    async def _to_handler(self, data: str | bytes) -> None:
+        if self.handler is not None:  # None once the session is over
+            await self.handler.message(data)
+
     async def _receive_packet(self, packet: packets.Packet) -> None:
         if packet.type is PacketType.MESSAGE:
-            if self.handler is not None:  # None once the session is over
-                await self.handler.message(packet.data)
+            await self._to_handler(packet.data)
         elif packet.type is PacketType.PONG:
             self._pong_due = None
             self._next_ping = trio.current_time() + self._config.ping_interval
@@ -314,8 +316,7 @@ class Session:
                 item = outbox.popleft()
                 frames.extend(item.frames)
                 size += sum(len(f) for f in item.frames)
-            if not outbox and outbox is self._outbox:
-                self._outbox = None
+            self._drop_if_empty(outbox)
             if frames[-1] == packets.CLOSE and self._closing:
                 if len(frames) > 1:
                     # The close goes in the next poll: socket.io-client handles the
@@ -416,10 +417,14 @@ class Session:
                     return
                 for _ in range(taken):
                     outbox.popleft()
-            if not outbox and outbox is self._outbox:
-                self._outbox = None  # made again when next needed (a deque is 0.7 KiB)
+            self._drop_if_empty(outbox)
         finally:
             self._writing = False
+
+    def _drop_if_empty(self, outbox: deque[Outgoing]) -> None:
+        """Let an emptied outbox go; it is made again when next needed (a deque is 0.7 KiB)."""
+        if not outbox and outbox is self._outbox:
+            self._outbox = None
 
     # ----------------------------------------------------------- lifetime
     def call_later(self, seconds: float, callback: Callable[[], None]) -> Ticket:

@@ -9,6 +9,16 @@ import trio
 _READ_SIZE = 65536
 
 
+def _read(fd: int, size: int) -> bytes | None:
+    """What the socket has now (b"" at its end), or None when nothing is there yet."""
+    try:
+        return os.read(fd, size)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise trio.BrokenResourceError(str(exc)) from exc
+
+
 class ConnectionStream(trio.abc.Stream):
     """Wraps an accepted connection for the HTTP front, the WebSocket and us.
 
@@ -59,25 +69,16 @@ class ConnectionStream(trio.abc.Stream):
             return await self._stream.receive_some(max_bytes)
         size = max_bytes or _READ_SIZE
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            data = os.read(fd, size)
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            raise trio.BrokenResourceError(str(exc)) from exc
-        else:
+        data = _read(fd, size)
+        if data is not None:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
-        while True:
+        while data is None:  # woken without data happens: wait again
             await trio.lowlevel.wait_readable(fd)
             if self._fd is None:
                 raise trio.ClosedResourceError("the stream was closed")
-            try:
-                return os.read(fd, size)
-            except BlockingIOError:
-                continue  # woken without data (it happens): wait again
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
+            data = _read(fd, size)
+        return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._fd is None or self._send_lock.locked():
