@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CLIENTS := tests/clients
+BROWSER := tests/browser
 
 PREFIX ?= /opt/rtserver
 SYSTEMD_DIR ?= /etc/systemd/system
@@ -30,7 +31,11 @@ $(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package.json $(CLIENTS)/p
 	@command -v node >/dev/null || { echo "node and npm are required: apt-get install nodejs npm"; exit 1; }
 	cd $(CLIENTS) && npm ci --no-audit --no-fund
 
-test-deps: $(VENV)/.test-deps $(CLIENTS)/node_modules/.package-lock.json
+# playwright-core drives Debian's chromium (it downloads no browser of its own).
+$(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package.json $(BROWSER)/package-lock.json
+	cd $(BROWSER) && npm ci --no-audit --no-fund
+
+test-deps: $(VENV)/.test-deps $(CLIENTS)/node_modules/.package-lock.json $(BROWSER)/node_modules/.package-lock.json
 
 test: test-deps
 	$(BIN)/python -m pytest -q
@@ -54,4 +59,4 @@ install:
 	$(PREFIX)/.venv/bin/rtserver check-config $(CONFIG_DIR)/config.toml
 
 clean:
-	rm -rf $(VENV) $(CLIENTS)/node_modules .pytest_cache
+	rm -rf $(VENV) $(CLIENTS)/node_modules $(BROWSER)/node_modules .pytest_cache
