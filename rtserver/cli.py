@@ -17,11 +17,12 @@ import orjson
 import trio
 
 from . import config as config_mod
-from . import logs
+from . import features, logs
 from .app import App
 from .auth import tokens
 from .auth.identity import set_claim
 from .auth.keys import KeyRing, KeySetupError
+from .cluster.link import ClusterSetupError
 from .server import ListenError, announce_generated_secret, serve_until_signal
 from .store import Store, StoreError
 from .tls import TlsSetupError, load_context
@@ -117,6 +118,7 @@ def _load_config(args: argparse.Namespace) -> config_mod.Config:
         server["host"] = args.host or config.server.host
         server["port"] = args.port if args.port is not None else config.server.port
         config = config_mod.structure(config_mod.unstructure(config) | {"server": server})
+    features.settings_for(config)  # the feature tables, checked by the layer that owns them
     return config
 
 
@@ -160,7 +162,7 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
     problems: list[str] = []
     try:
         trio.run(serve_until_signal, config, app, lambda: _load_config(args))
-    except* (ListenError, KeySetupError, StoreError, TlsSetupError) as group:
+    except* (ListenError, KeySetupError, StoreError, TlsSetupError, ClusterSetupError) as group:
         problems = [str(exc) for exc in group.exceptions]
     for problem in problems:
         print(f"start-up error: {problem}", file=sys.stderr)

@@ -15,6 +15,7 @@ from .api.router import ApiRouter
 from .app import App
 from .auth.guard import Guard
 from .auth.keys import KeyRing, KeySetupError, generated_secret_path
+from .cluster.bus import RedisBus
 from .config import Config, ConfigError
 from .engineio.server import EngineServer
 from .http.server import HttpServer
@@ -138,6 +139,31 @@ def announce_generated_secret(config: Config) -> None:
     )
 
 
+async def _join_cluster(
+    config: Config, sio: SocketIOServer, guard: Guard, stats: Stats, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Connect this node to the others through Redis (or start degraded while
+    Redis is unreachable) and serve the bus until cancelled."""
+    namespaces = set(config.socketio.namespaces) | sio.app.namespaces | sio.builtins.namespaces
+    bus = RedisBus(config.cluster, sio.hub, namespaces, config.engineio.max_payload)
+    bus.receiver = sio
+
+    async def revoke(request: dict[str, Any]) -> dict[str, Any]:
+        user, version = request.get("user"), request.get("version")
+        if not isinstance(user, str) or not user or not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError("revoke needs a user and an integer version")
+        _, kicked = await guard.revoke(user, version)
+        return {"disconnected": kicked}
+
+    bus.commands["revoke"] = revoke
+    stats.registry.register(bus.collector())
+    sio.bus = bus
+    try:
+        await bus.run(task_status=task_status)
+    finally:
+        sio.bus = None
+
+
 def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
     transports: dict[str, int] = {"polling": 0, "websocket": 0}
     for session in engine.sessions.values():
@@ -189,7 +215,9 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             features.install_all(
                 features.Context(config, sio.builtins, app, sio, guard, presence, store, retained, api)
             )
-            http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats))
+            if config.cluster.enabled:
+                await nursery.start(_join_cluster, config, sio, guard, stats)
+            http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats, sio.bus))
             http.tls = tls
             app.bind(sio)
             accept_scope = trio.CancelScope()
