@@ -169,16 +169,16 @@ class RedisBus:
         self.link.publish(self.channels.request(namespace), wire.pack({"uid": self.uid, **message}))
 
     def sockets_join(self, namespace: str, rooms: list[str] | None, exclude: Iterable[str], join: list[str]) -> None:
-        self._request(namespace, {"type": RequestType.REMOTE_JOIN, "opts": _opts(rooms, exclude), "rooms": join})
+        self._request(namespace, {"type": RequestType.REMOTE_JOIN.value, "opts": _opts(rooms, exclude), "rooms": join})
 
     def sockets_leave(self, namespace: str, rooms: list[str] | None, exclude: Iterable[str], leave: list[str]) -> None:
-        self._request(namespace, {"type": RequestType.REMOTE_LEAVE, "opts": _opts(rooms, exclude), "rooms": leave})
+        self._request(namespace, {"type": RequestType.REMOTE_LEAVE.value, "opts": _opts(rooms, exclude), "rooms": leave})
 
     def disconnect_sockets(self, namespace: str, rooms: list[str] | None, exclude: Iterable[str], close: bool) -> None:
-        self._request(namespace, {"type": RequestType.REMOTE_DISCONNECT, "opts": _opts(rooms, exclude), "close": close})
+        self._request(namespace, {"type": RequestType.REMOTE_DISCONNECT.value, "opts": _opts(rooms, exclude), "close": close})
 
     def server_side_emit(self, namespace: str, data: list[Any]) -> None:
-        self._request(namespace, {"type": RequestType.SERVER_SIDE_EMIT, "data": data})
+        self._request(namespace, {"type": RequestType.SERVER_SIDE_EMIT.value, "data": data})
 
     async def _ask(self, channel: str, counted: str, message: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
         """Publish a request and collect one answer from each other
@@ -211,7 +211,7 @@ class RedisBus:
         """The other nodes' sockets matching rooms/except: their descriptions
         (``id``, ``rooms``, ``handshake``, ``data``; rtserver adds
         ``identity`` and ``node``), and whether every node answered."""
-        message = {"type": RequestType.REMOTE_FETCH, "opts": _opts(rooms, exclude)}
+        message = {"type": RequestType.REMOTE_FETCH.value, "opts": _opts(rooms, exclude)}
         answers, complete = await self._ask(self.channels.request(namespace), self.channels.request(namespace), message)
         sockets = []
         for answer in answers:
@@ -223,7 +223,7 @@ class RedisBus:
     async def server_side_emit_with_ack(self, namespace: str, data: list[Any]) -> tuple[list[Any], bool]:
         """Each other node's answer to a server-side event, and whether all answered."""
         channel = self.channels.request(namespace)
-        answers, complete = await self._ask(channel, channel, {"type": RequestType.SERVER_SIDE_EMIT, "data": data})
+        answers, complete = await self._ask(channel, channel, {"type": RequestType.SERVER_SIDE_EMIT.value, "data": data})
         return [answer.get("data") for answer in answers], complete
 
     async def command(self, name: str, fields: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
@@ -336,10 +336,10 @@ class RedisBus:
         return wire.parse_options({"rooms": request.get(field)})[0] or []
 
     def _remote_join(self, namespace: str, request: dict[str, Any]) -> None:
-        self._remote_rooms(namespace, request, Member.join)
+        self._remote_rooms(namespace, request, lambda member, *rooms: member.join(*rooms))
 
     def _remote_leave(self, namespace: str, request: dict[str, Any]) -> None:
-        self._remote_rooms(namespace, request, Member.leave)
+        self._remote_rooms(namespace, request, lambda member, *rooms: member.leave(*rooms))
 
     def _remote_rooms(self, namespace: str, request: dict[str, Any], act: Callable[..., None]) -> None:
         """socketsJoin/socketsLeave (``opts``, no answer), or the older form
@@ -384,7 +384,7 @@ class RedisBus:
         if isinstance(request_id, str):
 
             def reply(value: Any) -> None:
-                self._answer(namespace, request, {"type": RequestType.SERVER_SIDE_EMIT, "data": value})
+                self._answer(namespace, request, {"type": RequestType.SERVER_SIDE_EMIT.value, "data": value})
 
         if self.receiver is not None:
             self.receiver.server_side_event(namespace, data, reply)
@@ -400,10 +400,10 @@ class RedisBus:
             return
 
         def on_count(count: int) -> None:
-            self._answer(namespace, request, {"type": RequestType.BROADCAST_CLIENT_COUNT, "clientCount": count})
+            self._answer(namespace, request, {"type": RequestType.BROADCAST_CLIENT_COUNT.value, "clientCount": count})
 
         def on_ack(value: Any) -> None:
-            self._answer(namespace, request, {"type": RequestType.BROADCAST_ACK, "packet": value})
+            self._answer(namespace, request, {"type": RequestType.BROADCAST_ACK.value, "packet": value})
 
         self.receiver.remote_broadcast_with_ack(namespace, data, rooms, exclude, seconds, on_count, on_ack)
 
