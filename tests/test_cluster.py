@@ -6,17 +6,22 @@ from tests/cluster's lock file), reached by stock clients."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import trio
+from conftest import make_config
+from prometheus_client.parser import text_string_to_metric_families
 from support.clients import API_KEY, LiveClient, auth_section, http, token
 from support.interactive import NodeClient, spawn
 from support.nodes import Background, Node, StartServer, events, in_background, ok, scripted, wait_until
 from support.redis import RedisServer, free_port, needs_redis
 
-from rtserver import App, ClusterIncomplete, RunningServer
+from rtserver import App, RunningServer, serve
+from rtserver.cluster.link import ClusterSetupError
 
 pytestmark = needs_redis
 
@@ -160,3 +165,252 @@ async def test_node_socketio_server_and_rtserver_share_rooms(start_server, redis
 def sockets_of_node(sockets: list[dict[str, Any]], rt_client: LiveClient) -> list[str]:
     """The ids of the Node server's own sockets among ``sockets``."""
     return [s["id"] for s in sockets if s["id"] != rt_client.sio.get_sid()]
+
+
+# ------------------------------------------- with the reference's emitter
+async def test_redis_emitter_back_end_reaches_rtserver_clients(start_server, redis, tmp_path, nursery, node):
+    sections = {"auth": {"enabled": False}, "socketio": {"namespaces": ["/", "/chat"]}}
+    a = await start_node(start_server, redis, tmp_path, "a", joining_app(), **sections)
+    b = await start_node(start_server, redis, tmp_path, "b", joining_app(), **sections)
+    emitter = await spawn(nursery, "emitter.js", redis.url, name="redis-emitter", where=PEERS)
+    await emitter.expect(lambda e: e["type"] == "ready")
+    first, second = await joined(a.port, "r"), await joined(b.port, "r")
+    outside = await joined(b.port, "elsewhere")
+    chat = stock_client(nursery, node, a.port, "/chat", {"emit": ["join", "r"], "ack": True}, {"wait": "bye"})
+    await wait_until(lambda: a.sio.hub.has_room("/chat", "r"))
+
+    await emitter.run("emitter.to('r').emit('to-room', {n: 1}, Buffer.from('bin'))")
+    for client in (first, second):
+        assert await client.next("to-room") == ({"n": 1}, b"bin")
+    await emitter.run("emitter.emit('to-all', 2)")
+    for client in (first, second, outside):
+        assert await client.next("to-all") == 2
+    await emitter.run(f"emitter.to('r').except({json.dumps(first.sio.get_sid())}).emit('but-one', 3)")
+    assert await second.next("but-one") == 3
+    await emitter.run("emitter.of('/chat').to('r').emit('chat-only', 4)")
+    await emitter.run("emitter.of('/chat').emit('bye')")
+    assert events(ok(await chat.wait()), "chat-only") == [[4]]
+    await settle()
+    assert await first.quiet("but-one", 0) == [] and await outside.quiet("to-room", 0) == []
+    assert await first.quiet("chat-only", 0) == []
+
+    # socketsJoin, socketsLeave, disconnectSockets(close) reach every node's sockets.
+    await emitter.run("emitter.in('r').socketsJoin('vip')")
+    await wait_until(lambda: a.sio.hub.has_room("/", "vip") and b.sio.hub.has_room("/", "vip"))
+    await emitter.run("emitter.to('vip').emit('vip-news', 5)")
+    assert await first.next("vip-news") == 5 and await second.next("vip-news") == 5
+    await emitter.run(f"emitter.in({json.dumps(second.sio.get_sid())}).socketsLeave('vip')")
+    await wait_until(lambda: not b.sio.hub.has_room("/", "vip"))
+    await emitter.run("emitter.in('vip').disconnectSockets()")
+    assert await first.next("disconnect") == "server disconnect"
+    await emitter.run("emitter.in('elsewhere').disconnectSockets(true)")
+    assert await outside.next("disconnect") in ("transport close", "transport error")  # dropped, not told to stay away
+    assert second.sio.connected
+    await second.disconnect()
+    await emitter.close()
+
+
+# ------------------------------------------------ cluster-wide API and App
+async def test_revoke_rooms_and_disconnect_act_on_every_node(start_server, redis, tmp_path):
+    a = await start_node(start_server, redis, tmp_path, "a", auth=auth_section())
+    b = await start_node(start_server, redis, tmp_path, "b", auth=auth_section())
+    alice_a = await LiveClient(a.port).connect(auth={"token": token("alice", "acme")})
+    alice_b = await LiveClient(b.port).connect(auth={"token": token("alice", "acme")})
+    bob_b = await LiveClient(b.port).connect(auth={"token": token("bob", "acme")})
+    carol_a = await LiveClient(a.port).connect(auth={"token": token("carol", "acme")})
+
+    # /rooms on node a moves bob, who is on node b; the count is the cluster's.
+    status, body = await http(a.port, "POST", "/api/v1/rooms", {"user": "bob", "join": ["team"]})
+    assert (status, body) == (200, {"sockets": 1})
+    await wait_until(lambda: b.sio.hub.has_room("/", "team"))
+    await http(a.port, "POST", "/api/v1/emit", {"event": "team-news", "data": 1, "room": "team"})
+    assert await bob_b.next("team-news") == 1
+    status, body = await http(b.port, "POST", "/api/v1/rooms", {"tenant": "acme", "except": ["user:carol"], "leave": ["team"]})
+    assert (status, body) == (200, {"sockets": 3})
+    await wait_until(lambda: not b.sio.hub.has_room("/", "team"))
+
+    # Revocation on node b kicks alice on both nodes and counts both.
+    status, body = await http(b.port, "POST", "/api/v1/admin/revoke", {"user": "alice"})
+    assert (status, body) == (200, {"user": "alice", "tokenVersion": 1, "disconnected": 2})
+    for client in (alice_a, alice_b):
+        assert (await client.next("error"))["code"] == "token_revoked"
+    # Node a now refuses alice's old token too.
+    refused = LiveClient(a.port)
+    with pytest.raises(Exception):
+        await refused.connect(auth={"token": token("alice", "acme")})
+    error = await refused.next("connect_error")
+    assert "revoked" in json.dumps(error), error
+
+    # /disconnect on node a ends bob's socket on node b.
+    status, body = await http(a.port, "POST", "/api/v1/disconnect", {"user": "bob"})
+    assert (status, body) == (200, {"disconnected": 1})
+    assert await bob_b.next("disconnect") == "server disconnect"
+    assert carol_a.sio.connected
+    await carol_a.disconnect()
+
+
+async def test_fetch_sockets_and_server_side_emit_between_nodes(start_server, redis, tmp_path):
+    apps = {name: App() for name in ("a", "b", "c")}
+    for name, app in apps.items():
+        app.on_server_side("whoami", lambda prefix, name=name: f"{prefix} {name}")
+    seen: list[Any] = []
+    apps["b"].on_server_side("note", lambda *args: seen.append(args))
+    nodes = {name: await start_node(start_server, redis, tmp_path, name, app, auth=auth_section())
+             for name, app in apps.items()}
+    dana = await LiveClient(nodes["b"].port).connect(auth={"token": token("dana", "acme", roles=["ops"])})
+    erin = await LiveClient(nodes["c"].port).connect(auth={"token": token("erin", "acme")})
+    await LiveClient(nodes["a"].port).connect(auth={"token": token("finn", "other")})
+
+    found = await apps["a"].fetch_sockets("tenant:acme")
+    assert sorted((f.node, f.identity["user"], f.local) for f in found) == [("b", "dana", False), ("c", "erin", False)]
+    [d] = [f for f in found if f.node == "b"]
+    assert d.sid == dana.sio.get_sid() and d.rooms == {d.sid, "user:dana", "tenant:acme"}
+    assert d.identity["roles"] == ["ops"] and "token" not in d.handshake["auth"]
+    assert "authorization" not in d.handshake["headers"]
+    assert [f.identity["user"] for f in await apps["c"].fetch_sockets("tenant:acme", skip="user:dana")] == ["erin"]
+    everyone = await apps["b"].fetch_sockets()
+    assert sorted(f.identity["user"] for f in everyone) == ["dana", "erin", "finn"]
+    # Emitting to an id fetched from another node reaches that socket.
+    apps["a"].emit("hello", "there", to=d.sid)
+    assert await dana.next("hello") == "there"
+
+    assert sorted(await apps["a"].server_side_emit_with_ack("whoami", "node")) == ["node b", "node c"]
+    apps["c"].server_side_emit("note", 1, [2])
+    await wait_until(lambda: seen == [(1, [2])])
+    await erin.disconnect()
+
+
+# ------------------------------------------------------------------- faults
+def metric(server: RunningServer, name: str, **labels: str) -> float:
+    """A sample's value from the node's /metrics exposition."""
+    for family in text_string_to_metric_families(server.sio.hub.stats.render().decode()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+async def test_redis_stopped_and_restarted_under_load(start_server, redis, tmp_path, caplog):
+    caplog.set_level("INFO", logger="rtserver.cluster")
+    a = await start_node(start_server, redis, tmp_path, "a", joining_app(), auth={"enabled": False})
+    b = await start_node(start_server, redis, tmp_path, "b", joining_app(), auth={"enabled": False})
+    remote, local = await joined(a.port, "load"), await joined(b.port, "load")
+    ticks: dict[str, list[int]] = {"remote": [], "local": []}
+    remote.sio.on("tick", ticks["remote"].append)
+    local.sio.on("tick", ticks["local"].append)
+    sent = 0
+
+    async def publish(task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal sent
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            while True:
+                b.sio.app.emit("tick", sent, to="load")
+                sent += 1
+                await trio.sleep(0.01)
+
+    async with trio.open_nursery() as nursery:
+        publishing = await nursery.start(publish)
+        await wait_until(lambda: len(ticks["remote"]) >= 10)
+        await redis.stop()
+        await wait_until(lambda: not a.sio.bus.link.up and not b.sio.bus.link.up)
+        status, health = await http(b.port, "GET", "/healthz")
+        assert status == 200 and health["status"] == "degraded" and health["cluster"]["redis"] == "down", health
+        assert health["cluster"]["url"] == redis.url
+        down_at = sent
+        await trio.sleep(0.5)
+        assert metric(b, "rtserver_cluster_messages_dropped_total", reason="disconnected") > 0
+        await redis.start()
+        await wait_until(lambda: a.sio.bus.link.up and b.sio.bus.link.up, timeout=15)
+        up_at = sent
+        assert (await http(a.port, "GET", "/healthz"))[1]["status"] == "ok"
+        await wait_until(lambda: any(n > up_at for n in ticks["remote"]))  # cross-node traffic resumed
+        publishing.cancel()
+    await settle()
+    # The client on the publishing node never noticed: every tick, in order.
+    assert ticks["local"] == list(range(sent))
+    # Across, in order, with a gap while Redis was away.
+    across = ticks["remote"]
+    assert across == sorted(across) and len(across) < sent and across[0] == 0 and down_at > 0
+    messages = [r.getMessage() for r in caplog.records if r.name == "rtserver.cluster"]
+    assert sum(m.startswith("redis unreachable") for m in messages) == 2, messages  # once per node
+    assert sum(m.startswith("redis connection restored") for m in messages) == 2, messages
+    await remote.disconnect()
+    await local.disconnect()
+
+
+async def test_garbage_on_the_channels_is_counted_and_ignored(start_server, redis, tmp_path, caplog):
+    caplog.set_level("WARNING", logger="rtserver.cluster")
+    a = await start_node(start_server, redis, tmp_path, "a", joining_app(), auth={"enabled": False},
+                         engineio={"max_payload": 10_000})
+    client = await joined(a.port, "r")
+    event = {"type": 2, "nsp": "/", "data": ["ok", 1]}
+    nested = b"\x91" * 2000 + b"\xc0"  # [[[...]]] 2,000 deep
+    garbage = [
+        ("socket.io#/#", b"\xc1", "bad msgpack"),
+        ("socket.io#/#", b"\xc1\xc1", "bad msgpack"),  # the same kind again: counted, not logged again
+        ("socket.io#/#", msgpack.packb([1, 2]), "bad broadcast"),
+        ("socket.io#/#", msgpack.packb(msgpack.ExtType(5, b"x")), "msgpack extension"),
+        ("socket.io#/#", msgpack.packb(["x", event, {}]) + b"\x00" * 20_000, "too large"),
+        ("socket.io#/#", msgpack.packb(["x", {**event, "data": ["disconnect"]}, {}]), "reserved event"),
+        ("socket.io#/#", msgpack.packb(["x", {**event, "type": 3}, {}]), "not an event"),
+        ("socket.io#/#", msgpack.packb(["x", {**event, "data": ["ok", {b"k": 1}]}, {}]), "unprocessable"),
+        ("socket.io#/#", msgpack.packb(["x", event, {"rooms": [{"a": 1}]}]), "bad options"),
+        ("socket.io#/#", nested, "bad msgpack"),
+        ("socket.io-request#/#", b'{"type": 99}', "unknown request type"),
+        ("socket.io-request#/#", b"{not json", "bad JSON"),
+        ("socket.io-request#/#", msgpack.packb({"type": 5, "opts": {}}), "bad request"),  # no requestId to answer
+        ("socket.io-rtserver#", b'{"type": "revoke", "uid": "x", "requestId": "1", "user": 5}', "failed command"),
+        ("socket.io-rtserver#", b'{"type": "format-disk", "uid": "x", "requestId": "1"}', "unknown command"),
+    ]
+    for channel, payload, _ in garbage:
+        assert await redis.publish(channel, payload) == 1
+    # The node is alive, and a well-formed broadcast still gets through.
+    assert await redis.publish("socket.io#/#r#", msgpack.packb(["x", event, {"rooms": ["r"]}])) == 1
+    assert await client.next("ok") == 1
+    await wait_until(lambda: sum(a.sio.bus.malformed.values()) == len(garbage))
+    expected = Counter(kind for _, _, kind in garbage)
+    assert a.sio.bus.malformed == expected
+    for kind, count in expected.items():
+        assert metric(a, "rtserver_cluster_messages_malformed_total", kind=kind) == count
+    warnings = [r for r in caplog.records if r.name == "rtserver.cluster" and r.levelname == "WARNING"]
+    assert len(warnings) == len(expected), [r.__dict__.get("fields") for r in warnings]
+    assert await client.call("join", "still-serving") == "ok"
+    await client.disconnect()
+
+
+async def test_a_node_starts_degraded_without_redis_and_joins_when_it_appears(start_server, tmp_path, caplog):
+    caplog.set_level("INFO", logger="rtserver.cluster")
+    redis = RedisServer(tmp_path / "late-redis")
+    a = await start_node(start_server, redis, tmp_path, "a", joining_app(), auth={"enabled": False})
+    client = await joined(a.port, "r")  # local service from the start
+    status, health = await http(a.port, "GET", "/healthz")
+    assert status == 200 and health["status"] == "degraded" and health["cluster"]["redis"] == "down"
+    a.sio.app.emit("local", 1, to="r")
+    assert await client.next("local") == 1
+    try:
+        await redis.start()
+        await wait_until(lambda: a.sio.bus.link.up, timeout=15)
+        b = await start_node(start_server, redis, tmp_path, "b", auth={"enabled": False})
+        b.sio.app.emit("across", 2, to="r")
+        assert await client.next("across") == 2
+    finally:
+        await redis.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "rtserver.cluster"]
+    assert sum(m.startswith("redis unreachable") for m in messages) == 1, messages
+    await client.disconnect()
+
+
+async def test_credentials_redis_refuses_are_a_start_up_error(tmp_path, nursery):
+    redis = RedisServer(tmp_path / "locked")
+    await redis.start()
+    try:
+        await redis.command("CONFIG", "SET", "requirepass", "right")
+        config = make_config(tmp_path / "data", cluster={"redis_url": f"redis://:wrong@127.0.0.1:{redis.port}/0"})
+        with pytest.raises(BaseExceptionGroup) as info:
+            with trio.fail_after(10):
+                await nursery.start(serve, config, App())
+        assert info.group_contains(ClusterSetupError, match="refused this node", depth=None)
+        assert "wrong" not in str(info.value.exceptions)  # the password stays out of the message
+    finally:
+        await redis.stop()
