@@ -222,6 +222,8 @@ class Client:
         hold back later events; at most ``handler_concurrency`` run at once.
         """
         event, *args = packet.data
+        for observer in self.server.observers:
+            observer.received(socket, event, args)
         try:
             result = self._call_handler(socket, packet, event, args)
         except Refusal as refusal:
