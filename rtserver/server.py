@@ -147,7 +147,7 @@ async def _join_cluster(
     """Connect this node to the others through Redis (or start degraded while
     Redis is unreachable) and serve the bus until cancelled."""
     namespaces = set(config.socketio.namespaces) | sio.app.namespaces | sio.builtins.namespaces
-    bus = RedisBus(config.cluster, sio.hub, namespaces, config.engineio.max_payload)
+    bus = RedisBus(config.cluster, sio.hub, namespaces, config.engineio.max_payload, stats.faults)
     bus.receiver = sio
 
     async def revoke(request: dict[str, Any]) -> dict[str, Any]:

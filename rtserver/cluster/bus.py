@@ -84,7 +84,9 @@ def _opts(rooms: Iterable[str] | None, exclude: Iterable[str]) -> dict[str, list
 
 
 class RedisBus:
-    def __init__(self, config: ClusterConfig, hub: Hub, namespaces: Iterable[str], limit: int) -> None:
+    def __init__(
+        self, config: ClusterConfig, hub: Hub, namespaces: Iterable[str], limit: int, faults: Counter[str] | None = None
+    ) -> None:
         self.uid = config.node_id or "".join(secrets.choice(_UID_ALPHABET) for _ in range(8))
         self.channels = wire.Channels(config.prefix, self.uid)
         self.timeout = config.request_timeout
@@ -105,7 +107,7 @@ class RedisBus:
             self._by_channel[self.channels.request(ns).encode()] = (self._on_request, ns)
             self._by_channel[self.channels.response(ns).encode()] = (self._on_answer, ns)
             self._by_channel[self.channels.response(ns, self.uid).encode()] = (self._on_answer, ns)
-        self.link = RedisLink(config.redis_url, channels, patterns, self._on_message)
+        self.link = RedisLink(config.redis_url, channels, patterns, self._on_message, faults)
         #: Our own broadcasts start with these bytes: skipped without decoding.
         self._own_prefix = b"\x93" + wire.pack(self.uid)
         self._pending: dict[str, _Pending] = {}

@@ -25,6 +25,8 @@ import trio
 from coredis.exceptions import AuthenticationError, AuthorizationError, RedisError
 from coredis.retry import NoRetryPolicy
 
+from ..faults import report
+
 log = logging.getLogger("rtserver.cluster")
 
 #: Messages waiting for the writer; beyond this Redis is too slow and they drop.
@@ -55,8 +57,12 @@ def _reason(exc: BaseException) -> str:
 
 
 class RedisLink:
-    def __init__(self, url: str, channels: list[str], patterns: list[str], on_message: OnMessage) -> None:
+    def __init__(
+        self, url: str, channels: list[str], patterns: list[str], on_message: OnMessage, faults: Counter[str] | None = None
+    ) -> None:
         self.url = url
+        #: Where unexpected failures are counted (rtserver.faults).
+        self._faults: Counter[str] = faults if faults is not None else Counter()
         self._channels = channels
         self._patterns = patterns
         self._on_message = on_message
@@ -133,9 +139,9 @@ class RedisLink:
                      anyio.EndOfStream, trio.BrokenResourceError, trio.ClosedResourceError, LinkDown) as group:
                 if not _shutting_down():
                     self._down(_reason(group))
-            except* Exception as group:  # a fault in the client library must not end the node
+            except* Exception as group:  # noqa: BLE001 -- a fault in the client library must not end the node
                 if not _shutting_down():
-                    log.error("redis link failed unexpectedly", exc_info=group)
+                    report(self._faults, "background", "the redis link", restart_in=BACKOFF_FIRST)
                     self._down(_reason(group))
             if not self._started:
                 self._started = True
