@@ -86,8 +86,6 @@ def setup() -> None:
         sys.exit("bench: node and npm are required")
     if not shutil.which("taskset"):
         sys.exit("bench: taskset (util-linux) is required")
-    if not shutil.which("redis-server"):
-        sys.exit("bench: redis-server is required for the cluster scenario (apt-get install redis-server)")
     if not RT_PYTHON.exists():
         sys.exit("bench: run `make bench` (it creates .venv first)")
     req = BENCH / "requirements.txt"
@@ -459,6 +457,8 @@ def main() -> None:
     scenarios = list(SCENARIOS)
     if os.environ.get("BENCH_SCENARIOS"):
         scenarios = [s for s in scenarios if s in os.environ["BENCH_SCENARIOS"].split(",")]
+    if any(SCENARIOS[s].get("nodes", 1) > 1 for s in scenarios) and not shutil.which("redis-server"):
+        sys.exit("bench: redis-server is required for the cluster scenario (apt-get install redis-server)")
     info = machine()
     log(f"machine: {info['nproc']} cores, {info['cpu']}, kernel {info['kernel']}; runs={RUNS} quick={QUICK}")
     raw: dict[str, dict[str, list[dict]]] = {s: {name: [] for name in SERVERS} for s in scenarios}
