@@ -441,3 +441,11 @@ async def test_feature_sends_reach_users_on_other_nodes(start_server, redis, tmp
     assert not received & {"newNotification", "userTyping", "new_message"}, received
     for client in (bob, bob_elsewhere, alice):
         await client.disconnect()
+
+
+async def test_two_nodes_with_one_node_id_is_a_start_up_error(start_server, redis, tmp_path):
+    await start_node(start_server, redis, tmp_path, "same")
+    with pytest.raises(BaseExceptionGroup) as info:
+        with trio.fail_after(10):
+            await start_node(start_server, redis, tmp_path / "other", "same")
+    assert info.group_contains(ClusterSetupError, match="'same' is already used", depth=None)

@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 from ..config import ClusterConfig
 from ..hub import Hub, Member
 from . import wire
-from .link import LinkDown, RedisLink, redacted
+from .link import ClusterSetupError, LinkDown, RedisLink, redacted
 from .wire import Malformed, RequestType
 
 log = logging.getLogger("rtserver.cluster")
@@ -128,10 +128,18 @@ class RedisBus:
         }
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect (or start degraded) and serve until cancelled."""
+        """Connect (or start degraded) and serve until cancelled.  Another
+        node already answering to this ``node_id`` is a start-up error: the
+        two would ignore each other's broadcasts as their own."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.link.run)
+            try:
+                namesakes = await self.link.numsub(self.channels.node(self.uid))
+            except LinkDown:
+                namesakes = 1  # not connected yet: nothing to compare with
+            if namesakes > 1:
+                raise ClusterSetupError(f"cluster.node_id {self.uid!r} is already used by another node on this Redis")
             task_status.started()
 
     def health(self) -> dict[str, Any]:
