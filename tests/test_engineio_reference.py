@@ -63,21 +63,23 @@ async def upgrade(port: int, sid: str, nursery: trio.Nursery) -> trio_websocket.
     return ws
 
 
+async def accepted_then_closed(port: int, sid: str, nursery: trio.Nursery) -> None:
+    """A WebSocket for ``sid``: the handshake succeeds (101), then the server closes it."""
+    ws = await trio_websocket.connect_websocket_url(nursery, f"ws://127.0.0.1:{port}{EIO}&transport=websocket&sid={sid}")
+    with trio.fail_after(WAIT):
+        try:
+            await ws.get_message()
+            raise AssertionError("the second WebSocket got a message")
+        except trio_websocket.ConnectionClosed as closed:
+            assert closed.reason.code == 1000
+
+
 async def test_second_websocket_for_an_upgraded_session_is_accepted_then_closed(start_server, nursery):
     server = await start_server(echo_app())
     client = await Polling(server.port).open()
     first = await upgrade(server.port, client.sid, nursery)
     await wait_until(lambda: server.engine.sessions[client.sid].transport == "websocket")
-    # The handshake succeeds (101), then the server closes this one.
-    second = await trio_websocket.connect_websocket_url(
-        nursery, f"ws://127.0.0.1:{server.port}{EIO}&transport=websocket&sid={client.sid}"
-    )
-    with trio.fail_after(WAIT):
-        try:
-            await second.get_message()
-            raise AssertionError("the second WebSocket got a message")
-        except trio_websocket.ConnectionClosed as closed:
-            assert closed.reason.code == 1000
+    await accepted_then_closed(server.port, client.sid, nursery)
     # The upgraded session is undisturbed.
     with trio.fail_after(WAIT):
         await first.send_message('421["echo","upgraded"]')
@@ -92,15 +94,7 @@ async def test_second_websocket_for_an_upgraded_session_is_accepted_then_closed(
 async def test_websocket_for_a_session_opened_over_websocket_is_accepted_then_closed(start_server, nursery):
     server = await start_server(echo_app())
     witness = await Witness.connect(nursery, server.port)
-    other = await trio_websocket.connect_websocket_url(
-        nursery, f"ws://127.0.0.1:{server.port}{EIO}&transport=websocket&sid={witness.sid}"
-    )
-    with trio.fail_after(WAIT):
-        try:
-            await other.get_message()
-            raise AssertionError("the second WebSocket got a message")
-        except trio_websocket.ConnectionClosed as closed:
-            assert closed.reason.code == 1000
+    await accepted_then_closed(server.port, witness.sid, nursery)
     await witness.check(server)
 
 
@@ -113,16 +107,8 @@ async def test_second_websocket_while_upgrading_is_accepted_then_closed(start_se
     with trio.fail_after(WAIT):
         await probing.send_message("2probe")
         assert await probing.get_message() == "3probe"
-    second = await trio_websocket.connect_websocket_url(
-        nursery, f"ws://127.0.0.1:{server.port}{EIO}&transport=websocket&sid={client.sid}"
-    )
-    with trio.fail_after(WAIT):
-        try:
-            await second.get_message()
-            raise AssertionError("the second WebSocket got a message")
-        except trio_websocket.ConnectionClosed as closed:
-            assert closed.reason.code == 1000
-        # The first upgrade completes.
+    await accepted_then_closed(server.port, client.sid, nursery)
+    with trio.fail_after(WAIT):  # the first upgrade completes
         await probing.send_message("5")
     await wait_until(lambda: server.engine.sessions[client.sid].transport == "websocket")
     await probing.aclose()
