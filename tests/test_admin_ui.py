@@ -155,7 +155,10 @@ async def test_admin_sees_sockets_rooms_events_and_stats(start_server, nursery):
     assert (await message(ui, "room_joined", lambda a: a[2] == bob_sid))[:3] == ["/", "lobby", bob_sid]
     assert await bob.call("shout", "lobby", "hi all") == "sent"
     # Presence's user:online went out too; the room's news went to both, each reported.
-    news = lambda: [a[:3] for a in messages(ui, "event_sent") if a[2][0] == "news"]  # noqa: E731
+
+    def news() -> list[list[Any]]:
+        return [a[:3] for a in messages(ui, "event_sent") if a[2][0] == "news"]
+
     await wait_until(lambda: len(news()) == 2)
     assert sorted(news()) == sorted([["/", alice_sid, ["news", "hi all"]], ["/", bob_sid, ["news", "hi all"]]])
     online = [a[:2] + [a[2][1]["userId"]] for a in messages(ui, "event_sent") if a[2][0] == "user:online"]
