@@ -17,6 +17,7 @@ import trio
 
 from ..config import Config
 from ..engineio.session import Session
+from ..faults import supervise
 from ..metrics import Stats
 from ..socketio.server import SocketIOServer
 from . import operations
@@ -44,5 +45,5 @@ def install(
     sio.listeners.append(monitor)
     if monitor.development:
         sio.observers.append(monitor)
-    nursery.start_soon(monitor.run)
+    nursery.start_soon(supervise, stats.faults, "admin UI statistics", monitor.run)
     return monitor
