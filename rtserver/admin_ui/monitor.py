@@ -70,7 +70,8 @@ class Monitor:
 
     # ------------------------------------------------------------ output
     def _tell(self, event: str, *args: Any) -> None:
-        """To every admin socket."""
+        """To every admin socket (the reports check first that there is one:
+        then nothing is built for nobody)."""
         if self._admins:
             self._hub.publish(self.namespace, event_frames(self.namespace, event, args))
 
@@ -106,9 +107,11 @@ class Monitor:
             self._send(socket, "server_stats", self._server_stats([]))
             if self.development:
                 self._send(socket, "all_sockets", self._all_sockets())
-        if self.development:
-            if socket.transport == "polling":
-                self._polling.add(socket)
+        if not self.development:
+            return
+        if socket.transport == "polling":
+            self._polling.add(socket)
+        if self._admins:
             self._tell("socket_connected", self.record(socket), iso(time.time()))
 
     def disconnected(self, socket: Socket, reason: str) -> None:
@@ -116,6 +119,8 @@ class Monitor:
         if not self.development:
             return
         self._polling.discard(socket)
+        if not self._admins:
+            return
         now = iso(time.time())
         self._tell("socket_disconnected", socket.namespace_name, socket.sid, reason, now)
         for room in socket.rooms:
@@ -124,15 +129,15 @@ class Monitor:
     # --------------------------------------- observer (development mode)
     def joined(self, socket: Socket, room: str) -> None:
         # A connecting socket's rooms are in its socket_connected record.
-        if socket.connected:
+        if self._admins and socket.connected:
             self._tell("room_joined", socket.namespace_name, room, socket.sid, iso(time.time()))
 
     def left(self, socket: Socket, room: str) -> None:
-        if socket.connected:
+        if self._admins and socket.connected:
             self._tell("room_left", socket.namespace_name, room, socket.sid, iso(time.time()))
 
     def received(self, socket: Socket, event: str, args: list[Any]) -> None:
-        if socket.namespace_name != self.namespace:
+        if self._admins and socket.namespace_name != self.namespace:
             self._tell("event_received", socket.namespace_name, socket.sid, [event, *args], iso(time.time()))
 
     def sent(self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None) -> None:
