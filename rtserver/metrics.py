@@ -53,6 +53,10 @@ class Stats:
         self._gauges = read
         self.registry.register(_Collector(self))
 
+    def gauges(self) -> dict[str, dict[str, int]]:
+        """Connections by transport and sockets by namespace, now."""
+        return self._gauges()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -77,7 +81,7 @@ class _Collector(Collector):
         yield CounterMetricFamily("rtserver_bytes_sent", "Bytes of messages queued to sockets", value=s.bytes_out)
         yield CounterMetricFamily("rtserver_outbox_overflows", "Slow consumers disconnected", value=s.overflows)
         yield GaugeMetricFamily("rtserver_uptime_seconds", "Seconds since start", value=time.time() - s.started)
-        for name, values in s._gauges().items():
+        for name, values in s.gauges().items():
             label = "transport" if name == "connections" else "namespace"
             gauge = GaugeMetricFamily(f"rtserver_{name}", f"Current {name.replace('_', ' ')}", labels=[label])
             for key, count in values.items():

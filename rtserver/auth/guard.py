@@ -14,6 +14,8 @@ import functools
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -60,6 +62,9 @@ class Guard:
         self._per_address = Tally()
         self._per_user = Tally()
         self._sockets_by_user: dict[str, set[Socket]] = defaultdict(set)
+        #: Namespace -> how its sockets are identified instead of by a user's
+        #: token (the dashboard's admin-only namespace); raises Refusal.
+        self.authenticators: dict[str, Callable[[Socket], Awaitable[Identity]]] = {}
 
     def set_limits(self, limits: LimitsConfig) -> None:
         """New limits (SIGHUP); counts already kept stay, buckets start afresh."""
@@ -84,7 +89,10 @@ class Guard:
     async def authenticate(self, socket: Socket) -> Identity:
         """Identify a connecting socket or raise :class:`Refusal`."""
         request = socket.handshake
-        if not self.auth.enabled:
+        authenticator = self.authenticators.get(socket.namespace_name)
+        if authenticator is not None:
+            identity = await authenticator(socket)
+        elif not self.auth.enabled:
             identity = anonymous(socket.sid)
         else:
             assert self.keys is not None
@@ -160,6 +168,11 @@ class Guard:
         socket.emit(self.auth.error_event, refusal.as_dict())
         log.info("socket kicked", extra={"fields": {"sid": socket.sid, "code": refusal.code}})
         socket.close_connection(refusal.code)
+
+    @property
+    def device_tenants(self) -> Mapping[str, str | None]:
+        """Every known device and the tenant it is registered to (read-only)."""
+        return MappingProxyType(self._device_tenants)
 
     def sockets_of(self, user: str) -> set[Socket]:
         return set(self._sockets_by_user.get(user, ()))

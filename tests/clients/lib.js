@@ -69,4 +69,20 @@ function waiter() {
   return { changed, until };
 }
 
-module.exports = { print, toJson, fromJson, deadline, waiter };
+// Commands on stdin, one JSON line {"id", "js"} each: evaluate(js) runs it (a
+// direct eval, so it sees the calling script's names), and {"type": "result",
+// id, value | error} is printed once it settles.  ended() runs when stdin closes.
+function commands(evaluate, ended) {
+  require("readline").createInterface({ input: process.stdin }).on("line", async (line) => {
+    const cmd = JSON.parse(line);
+    try {
+      const value = await evaluate(cmd.js);
+      print({ type: "result", id: cmd.id, value: toJson(value) });
+    } catch (err) {
+      print({ type: "result", id: cmd.id, error: String(err) });
+    }
+  });
+  process.stdin.on("end", ended);
+}
+
+module.exports = { print, toJson, fromJson, deadline, waiter, commands };
