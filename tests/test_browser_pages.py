@@ -44,7 +44,7 @@ def browser(chromium: Browser) -> Iterator[Browser]:
     """The module's browser; the test fails on any JavaScript error of its pages."""
     chromium.take_errors()
     yield chromium
-    chromium._call("await closeAll()", 30)
+    chromium.close_pages()
     errors = chromium.take_errors()
     assert errors == [], f"JavaScript errors in the pages: {errors}"
 
@@ -250,7 +250,7 @@ async def test_dashboard_shows_and_steers_a_live_fleet(start_server, browser: Br
 
     # The event tail: paused until started; filtered; no token shown.
     secret = token("user0", "acme")
-    tail = await browser.run(f"""
+    tail = await browser.run("""
         const p = page("ops");
         await p.click("#tabs button[data-tab=events]");
         await p.fill("#tail-event", "chat");

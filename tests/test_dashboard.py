@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import socketio
 import trio
@@ -21,12 +20,13 @@ from support.clients import API_KEY, LiveClient, auth_section, http, token
 from support.nodes import wait_until
 
 from rtserver import App, RunningServer, serve
+from rtserver.auth.identity import Identity
 from rtserver.dashboard import DashboardSetupError, check
+from rtserver.dashboard.activity import Activity
 from rtserver.dashboard.redaction import preview, redact
 from rtserver.dashboard.samples import Sample, Samples
 from rtserver.dashboard.sessions import LoginSessions, set_cookie
 from rtserver.dashboard.tail import Tail
-from rtserver.auth.identity import Identity
 
 NS = "/rtserver-dashboard"
 WAIT = 10.0
@@ -241,7 +241,12 @@ async def test_views(start_server) -> None:
     stranger = await LiveClient(server.port).connect({"token": token("g0", "globex")})
     screen = await LiveClient(server.port).connect(
         {"token": token("p0", "acme", devices=["tv-1"]), "deviceId": "tv-1"})
+    # Rooms' last events are noted only while a dashboard is connected.
+    await people[0].call("shout", "unseen")
+    assert not any(isinstance(o, Activity) for o in server.sio.observers)
     console = await Console(server).connect(auth={"token": API_KEY})
+    assert any(isinstance(o, Activity) for o in server.sio.observers)
+    assert (await console.call("rooms"))["rooms"][0]["lastEvent"] is None
 
     users = await console.call("users")
     assert users["tenants"] == ["acme", "globex"] and users["total"] == 5
@@ -301,6 +306,7 @@ async def test_views(start_server) -> None:
     for client in (*people, stranger):
         await client.disconnect()
     await console.close()
+    await wait_until(lambda: not any(isinstance(o, Activity) for o in server.sio.observers))
 
 
 # --------------------------------------------------------------- actions

@@ -88,8 +88,7 @@ def install(
     layout_route = "/" + signage.path_prefix.strip("/") + "/layout-update" if signage is not None else None
 
     samples = Samples(settings.sample_interval, settings.history)
-    activity = Activity(settings.namespace)
-    sio.observers.append(activity)
+    activity = Activity(sio, settings.namespace)
     sio.listeners.append(activity)
     node = this_node(secrets.token_hex(4), stats.started)
     views = Views(sio, presence, store, retained, stats, samples, activity, node, settings.namespace, layout_event)

@@ -1,9 +1,12 @@
 """What the dashboard remembers beyond the live state: each room's last event,
 and where a device was connected from before it went away.
 
-Both are kept while the dashboard is enabled, at the cost of a dict write per
-emit (not per recipient) and per device socket that closes; :meth:`prune`
-(called with each sample) forgets rooms that no longer exist.
+Rooms' last events are seen by an observer that is registered only while a
+dashboard socket is connected (a dict write per emit, not per recipient,
+while someone watches; nothing otherwise), so they are the last events since
+the first dashboard opened.  Gone devices are noted by a socket listener
+whenever the dashboard is enabled (a device socket's close, once);
+:meth:`prune` (called with each sample) forgets rooms that no longer exist.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ..auth.guard import remote_host
 
 if TYPE_CHECKING:
     from ..hub import Hub
+    from ..socketio.server import SocketIOServer
     from ..socketio.socket import Socket
 
 
@@ -36,14 +40,16 @@ class DeviceTrace:
 
 
 class Activity:
-    """An observer (``sent`` only) and a socket listener (``disconnected`` only)."""
+    """An observer (``sent`` only, while watched) and a socket listener."""
 
-    def __init__(self, dashboard_namespace: str) -> None:
+    def __init__(self, sio: SocketIOServer, dashboard_namespace: str) -> None:
+        self._sio = sio
         self._namespace = dashboard_namespace
         #: (namespace, room) -> (event, time.time()) of the last emit to it.
         self.room_events: dict[tuple[str, str], tuple[str, float]] = {}
         #: (tenant, device) -> its last socket's address and channels, once that closed.
         self.devices: dict[tuple[str, str], DeviceTrace] = {}
+        self._watchers = 0
 
     # ------------------------------------------------------------ observer
     def joined(self, socket: Socket, room: str) -> None:
@@ -63,9 +69,18 @@ class Activity:
 
     # ------------------------------------------------------------ listener
     def connected(self, socket: Socket) -> None:
-        pass
+        if socket.namespace_name == self._namespace:
+            self._watchers += 1
+            if self._watchers == 1:
+                self._sio.observers.append(self)
 
     def disconnected(self, socket: Socket, reason: str) -> None:
+        if socket.namespace_name == self._namespace:
+            self._watchers -= 1
+            if self._watchers == 0:
+                self._sio.observers.remove(self)
+                self.room_events.clear()
+            return
         identity = socket.identity
         if identity is not None and identity.device and identity.tenant:
             channels = tuple(sorted(socket.rooms - {socket.sid}))

@@ -93,6 +93,10 @@ class Browser:
         """Run ``js`` (an async function body: ``return`` a JSON value) in the driver."""
         return await trio.to_thread.run_sync(self._call, js, timeout)
 
+    def close_pages(self) -> None:
+        """Close every page a test opened (and its context: cookies go too)."""
+        self._call("await closeAll()", WAIT)
+
     def take_errors(self) -> list[dict[str, Any]]:
         """The JavaScript errors pages reported since the last call."""
         errors = []
