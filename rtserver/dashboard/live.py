@@ -55,6 +55,10 @@ def same_origin(headers: Any) -> bool:
     return origin is None or origin.split("://", 1)[-1] == headers.get("host", "")
 
 
+def _session_over() -> Refusal:
+    return Refusal("session_expired", "the dashboard session is over: log in again")
+
+
 def _parse(kind: type, data: Any) -> Any:
     try:
         return CONVERTER.structure(data if data is not None else {}, kind)
@@ -92,7 +96,7 @@ class Live:
                 raise Refusal("forbidden", "the dashboard's session works from its own page only", 403)
             operator = self._sessions.get(session_id)
             if operator is None:
-                raise Refusal("session_expired", "the dashboard session is over: log in again")
+                raise _session_over()
             await self._recheck(operator)
         else:
             credential = self._presented(socket)
@@ -130,12 +134,12 @@ class Live:
             await self._check(operator.credential)
         except Refusal:
             self._sessions.close(operator)
-            raise Refusal("session_expired", "the dashboard session is over: log in again") from None
+            raise _session_over() from None
 
     def _operator(self, socket: Socket) -> Operator:
         operator: Operator = socket.data[_OPERATOR]
         if not operator.valid():
-            raise Refusal("session_expired", "the dashboard session is over: log in again")
+            raise _session_over()
         return operator
 
     # ------------------------------------------------------------- events

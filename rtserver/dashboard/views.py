@@ -191,7 +191,8 @@ class Views:
         registry = self._sio.guard.device_tenants
         tenant = query.tenant
         if tenant is None:
-            tenant = next((t for t in tenants if t in set(registry.values())), tenants[0] if tenants else None)
+            with_devices = set(registry.values())
+            tenant = next((t for t in tenants if t in with_devices), tenants[0] if tenants else None)
         if tenant is None:
             return {"tenants": tenants, "tenant": None, "total": 0, "devices": [], "signage": self._layout_event is not None}
         stored = {row[0]: row for row in await self._store.devices(tenant)}
