@@ -31,6 +31,8 @@ class Stats:
         self.messages_out = 0
         self.bytes_out = 0
         self.overflows = 0
+        #: Unexpected exceptions contained, by boundary (see rtserver.faults).
+        self.faults: Counter[str] = Counter()
         self.registry = CollectorRegistry(auto_describe=True)
         self.fanout = Histogram(
             "rtserver_fanout_recipients", "Sockets reached by one publish", buckets=_FANOUT_BUCKETS, registry=self.registry
@@ -80,6 +82,12 @@ class _Collector(Collector):
         yield CounterMetricFamily("rtserver_messages_sent", "Messages queued to sockets", value=s.messages_out)
         yield CounterMetricFamily("rtserver_bytes_sent", "Bytes of messages queued to sockets", value=s.bytes_out)
         yield CounterMetricFamily("rtserver_outbox_overflows", "Slow consumers disconnected", value=s.overflows)
+        faults = CounterMetricFamily(
+            "rtserver_faults", "Unexpected exceptions contained, by boundary", labels=["boundary"]
+        )
+        for boundary, count in s.faults.items():
+            faults.add_metric([boundary], count)
+        yield faults
         yield GaugeMetricFamily("rtserver_uptime_seconds", "Seconds since start", value=time.time() - s.started)
         for name, values in s.gauges().items():
             label = "transport" if name == "connections" else "namespace"

@@ -40,6 +40,7 @@ class StatusRoutes:
             "namespaces": namespaces,
             "rooms": rooms,
             "onlineUsers": len(self._presence.users.counts),
+            "counted": self._sio.guard.counted(),
         }
 
     async def status(self, call: Call) -> Response:

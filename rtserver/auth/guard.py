@@ -85,6 +85,11 @@ class Guard:
     def release(self, request: Request) -> None:
         self._per_address.remove(remote_host(request))
 
+    def counted(self) -> dict[str, int]:
+        """What the connection caps count now: Engine.IO sessions by address,
+        sockets by user (both back to 0 when every client has left)."""
+        return {"sessionsByAddress": self._per_address.total(), "socketsByUser": self._per_user.total()}
+
     # ------------------------------------------------------ socket level
     async def authenticate(self, socket: Socket) -> Identity:
         """Identify a connecting socket or raise :class:`Refusal`."""

@@ -70,3 +70,7 @@ class Tally:
         self._counts[key] -= 1
         if self._counts[key] <= 0:
             del self._counts[key]
+
+    def total(self) -> int:
+        """Everything counted, over all keys (0 once every connection is gone)."""
+        return sum(self._counts.values())

@@ -22,6 +22,7 @@ dashboard's path) reaches it.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ import trio
 from .. import features
 from ..api.common import CallerAuth, api_keys
 from ..config import Config
+from ..faults import supervise
 from .actions import Actions
 from .activity import Activity
 from .live import Live
@@ -92,7 +94,7 @@ def install(
     sio.listeners.append(activity)
     node = this_node(secrets.token_hex(4), stats.started)
     views = Views(sio, presence, store, retained, stats, samples, activity, node, settings.namespace, layout_event)
-    tail = Tail(sio, settings.namespace, settings.payload_chars, settings.tail_rate, nursery)
+    tail = Tail(sio, settings.namespace, settings.payload_chars, settings.tail_rate, nursery, stats.faults)
     caller_auth = CallerAuth(sio.guard)
     sessions = LoginSessions(settings.session_ttl)
     live = Live(config, caller_auth, sessions, views, tail, Actions(api, sio, layout_route))
@@ -107,7 +109,7 @@ def install(
     api.add("GET", path + "login", pages.login_form, "public")
     api.add("POST", path + "login", pages.login, "public")
     api.add("POST", path + "logout", pages.logout, "public")
-    nursery.start_soon(_sample, samples, stats, activity, sio.hub)
+    nursery.start_soon(supervise, stats.faults, "dashboard samples", functools.partial(_sample, samples, stats, activity, sio.hub))
 
 
 async def _sample(samples: Samples, stats: Stats, activity: Activity, hub: Hub) -> None:

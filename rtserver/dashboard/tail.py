@@ -16,13 +16,14 @@ namespace are not shown.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
 from ..auth.limits import TokenBucket
+from ..faults import guarded
 from .redaction import preview
 
 if TYPE_CHECKING:
@@ -99,8 +100,12 @@ class _Watcher:
 
 
 class Tail:
-    def __init__(self, sio: SocketIOServer, namespace: str, payload_chars: int, rate: int, nursery: trio.Nursery) -> None:
+    def __init__(
+        self, sio: SocketIOServer, namespace: str, payload_chars: int, rate: int, nursery: trio.Nursery,
+        faults: Counter[str],
+    ) -> None:
         self._sio = sio
+        self._faults = faults
         self._namespace = namespace
         self._payload_chars = payload_chars
         self._rate = rate
@@ -125,7 +130,7 @@ class Tail:
             self._sio.observers.append(self)
         if not self._running:
             self._running = True
-            self._nursery.start_soon(self._run)
+            self._nursery.start_soon(guarded, self._faults, "dashboard event tail", self._run)
 
     def unwatch(self, socket: Socket) -> None:
         """Stop ``socket``'s tail; the last one unregisters the observer."""
@@ -157,7 +162,8 @@ class Tail:
 
     # ------------------------------------------------------------- batches
     async def _run(self) -> None:
-        """Send batches while anyone watches (a new first watcher starts it again)."""
+        """Send batches while anyone watches (a new first watcher starts it
+        again, also after a failure, which is contained and reported)."""
         try:
             while self._watchers:
                 await trio.sleep(FLUSH_INTERVAL)

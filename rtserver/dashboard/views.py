@@ -181,6 +181,7 @@ class Views:
             "rates": self._samples.latest_rates(),
             "refusals": dict(sorted(stats.refusals.items())),
             "slowConsumers": stats.overflows,
+            "faults": dict(sorted(stats.faults.items())),
             "interval": self._samples.interval,
             "samples": self._samples.series(query.since),
             "signage": self._layout_event is not None,

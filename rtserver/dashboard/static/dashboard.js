@@ -308,6 +308,7 @@ function showOverview(data) {
     card("messages out /s", rate(data.rates.out), `${data.messages.out} in all`),
     card("refusals", refused, `${rate(data.rates.refusals)} /s now`),
     card("slow consumers", data.slowConsumers, "disconnected"),
+    card("faults", Object.values(data.faults).reduce((a, b) => a + b, 0), "contained errors (see the log)"),
     card("uptime", duration(data.uptime), `version ${data.version}`),
   );
   plot("plot-connections", state.samples, ["connections"]);
