@@ -256,7 +256,7 @@ async def test_views(start_server) -> None:
     assert sock["rooms"] == ["tenant:acme", "user:u1"] and sock["auth"] == {"token": "[redacted]"}
     assert abs(sock["since"] - time.time()) < 30
     assert [u["user"] for u in (await console.call("users", {"tenant": "globex"}))["users"]] == ["g0"]
-    assert [u["user"] for u in (await console.call("users", {"text": "U2"}))["users"]] == ["u2"]
+    assert [u["user"] for u in (await console.call("users", {"text": "USER:U2"}))["users"]] == ["u2"]
 
     devices = await console.call("devices")
     assert devices["tenant"] == "acme" and devices["signage"] is True
