@@ -277,6 +277,7 @@ const state = {
   views: {},            // tab -> last answer's JSON text: unchanged answers are not redrawn
   tailRunning: false,
   busy: false,
+  leaving: false,       // this page is logging out
 };
 
 function card(label, value, detail) {
@@ -518,7 +519,8 @@ const live = new Live({
     // The login is over (expired, revoked, logged out elsewhere): back to the login form.
     if (code === "session_expired" || code === "auth_required") location.href = PATH;
   },
-  ended: () => { location.href = PATH; },
+  // A logout elsewhere, or the session's end; not this page's own logout, whose answer clears the cookie.
+  ended: () => { if (!state.leaving) location.href = PATH; },
   event: (name, args) => {
     if (name === "tail") showTail(args[0]);
   },
@@ -535,6 +537,7 @@ for (const id of ["tail-tenant", "tail-room", "tail-event"]) {
   $(id).addEventListener("change", () => { if (state.tailRunning) setTail(true); });
 }
 $("tail-toggle").addEventListener("click", () => setTail(!state.tailRunning));
+$("logout").form.addEventListener("submit", () => { state.leaving = true; });
 $("tail-clear").addEventListener("click", () => $("tail-table").tBodies[0].replaceChildren());
 
 setInterval(refresh, REFRESH_MS);
