@@ -211,7 +211,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             scheme = "https" if tls else "http"
             log.info(
                 "listening",
-                extra={"fields": {"url": f"{scheme}://{config.server.host}:{port}", "paths": ",".join(config.engineio.paths)}},
+                extra={"fields": {"url": f"{scheme}://{config.server.host}:{port}", "paths": ",".join(engine_paths)}},
             )
             systemd.notify(f"READY=1\nSTATUS=listening on port {port}")
             nursery.start_soon(
