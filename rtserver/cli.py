@@ -1,9 +1,10 @@
-"""Command line: serve, check-config, token, revoke, publish, users."""
+"""Command line: serve, check-config, token, revoke, publish, users, hash-password."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import getpass
 import importlib
 import os
 import re
@@ -18,11 +19,13 @@ import trio
 
 from . import config as config_mod
 from . import features, logs
+from .admin_ui.login import hash_password
 from .app import App
 from .auth import tokens
 from .auth.identity import set_claim
 from .auth.keys import KeyRing, KeySetupError
 from .cluster.link import ClusterSetupError
+from .dashboard import DashboardSetupError
 from .server import ListenError, announce_generated_secret, serve_until_signal
 from .store import Store, StoreError
 from .tls import TlsSetupError, load_context
@@ -52,6 +55,12 @@ def duration(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 1h or 7d")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def bcrypt_rounds(text: str) -> int:
+    if not text.isdigit() or not 4 <= int(text) <= 31:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bcrypt cost from 4 to 31")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     remove = users_sub.add_parser("remove", parents=[config_after])
     remove.add_argument("user")
     users_sub.add_parser("list", parents=[config_after])
+
+    hashing = sub.add_parser(
+        "hash-password",
+        help="print a bcrypt hash for [admin_ui] password_hash (the password is read from the terminal, or one line of stdin)",
+    )
+    hashing.add_argument("--rounds", type=bcrypt_rounds, default=12, help="bcrypt cost, 4 to 31 (default 12)")
     return parser
 
 
@@ -162,7 +177,7 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
     problems: list[str] = []
     try:
         trio.run(serve_until_signal, config, app, lambda: _load_config(args))
-    except* (ListenError, KeySetupError, StoreError, TlsSetupError, ClusterSetupError) as group:
+    except* (ListenError, KeySetupError, StoreError, TlsSetupError, ClusterSetupError, DashboardSetupError) as group:
         problems = [str(exc) for exc in group.exceptions]
     for problem in problems:
         print(f"start-up error: {problem}", file=sys.stderr)
@@ -297,8 +312,26 @@ def _users(args: argparse.Namespace, config: config_mod.Config) -> int:
     return 0
 
 
+def _hash_password(args: argparse.Namespace) -> int:
+    """Never from the command line, where other users could read it (ps)."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("admin UI password: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("an empty password is not accepted", file=sys.stderr)
+        return 1
+    print(hash_password(password, args.rounds))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hash-password":
+        return _hash_password(args)
     try:
         config = _load_config(args)
     except config_mod.ConfigError as exc:

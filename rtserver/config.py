@@ -303,6 +303,81 @@ class ClusterConfig:
         return bool(self.redis_url)
 
 
+#: A bcrypt hash as ``rtserver hash-password`` (or any bcrypt library) writes it.
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+
+
+def _admin_namespace(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.startswith("/") or value == "/":
+        raise ValueError(f"'{attribute.name}' must be a namespace of its own, like \"/admin\"", attribute)
+
+
+def _admin_credentials(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """Runs once every field is set: checks the hash, and that basic auth has credentials."""
+    if value and not _BCRYPT_HASH.match(value):
+        raise ValueError(
+            f"'{attribute.name}' is not a bcrypt hash (\"$2b$12$...\", 60 characters): make one with `rtserver hash-password`",
+            attribute,
+        )
+    if instance.enabled and instance.auth == "basic" and not (instance.username and value):
+        raise ValueError(
+            'auth = "basic" needs username and password_hash (`rtserver hash-password` makes the hash); '
+            'auth = "none" runs the admin namespace without authentication',
+            attribute,
+        )
+
+
+@attrs.frozen
+class AdminUIConfig:
+    """The server side of the official Socket.IO admin UI (``@socket.io/admin-ui``)."""
+
+    enabled: bool = False
+    #: The namespace the UI connects to (its "namespace" field).
+    namespace: str = attrs.field(default="/admin", validator=_admin_namespace)
+    #: ``basic``: the UI's username and password, checked against a bcrypt
+    #: hash; ``none`` (explicitly): no authentication at all.
+    auth: str = attrs.field(default="basic", validator=v.in_(["basic", "none"]))
+    #: No operations (join, leave, disconnect, emit): the UI only watches.
+    read_only: bool = False
+    #: ``development``: every socket, room and event, as they happen;
+    #: ``production``: server statistics and aggregated counts only.
+    mode: str = attrs.field(default="development", validator=v.in_(["development", "production"]))
+    #: Names this server in the UI (default: the host name).
+    server_id: str = ""
+    #: Seconds between ``server_stats`` messages.
+    stats_interval: float = attrs.field(default=2.0, validator=[v.ge(0.1), v.le(3600)])
+    username: str = ""
+    #: Last, so that its check (which reads the fields above) runs after theirs.
+    password_hash: str = attrs.field(default="", validator=_admin_credentials)
+
+
+def _mount_path(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not (value.startswith("/") and value.endswith("/") and len(value) > 1):
+        raise ValueError(f"'{attribute.name}' must start and end with '/', like \"/dashboard/\"", attribute)
+
+
+@attrs.frozen
+class DashboardConfig:
+    """The operator's console (``rtserver/dashboard/``); off unless enabled."""
+
+    enabled: bool = False
+    #: Where the page lives; its session cookie is limited to this path and
+    #: its Socket.IO connection uses the Engine.IO mount ``{path}socket.io/``.
+    path: str = attrs.field(default="/dashboard/", validator=_mount_path)
+    #: The admin-only namespace the page talks on (admin JWT, API key or the
+    #: dashboard's session cookie).
+    namespace: str = attrs.field(default="/rtserver-dashboard", validator=v.matches_re(r"/.+"))
+    #: Seconds a login lasts (a token's own expiry ends it sooner).
+    session_ttl: float = attrs.field(default=28800.0, validator=[v.ge(60), v.le(30 * 86400)])
+    #: Seconds between samples for the plots, and seconds of samples kept.
+    sample_interval: float = attrs.field(default=5.0, validator=[v.ge(0.1), v.le(600)])
+    history: float = attrs.field(default=3600.0, validator=[v.ge(60), v.le(7 * 86400)])
+    #: Characters of an event's payload the event tail shows.
+    payload_chars: int = attrs.field(default=300, validator=[v.ge(16), v.le(100_000)])
+    #: Events one watcher's tail receives per second at most (the rest are counted as dropped).
+    tail_rate: int = attrs.field(default=200, validator=[v.ge(1), v.le(100_000)])
+
+
 @attrs.frozen
 class AppConfig:
     #: ``package.module:attribute`` of an :class:`rtserver.App` to load.
@@ -324,6 +399,8 @@ class Config:
     retention: RetentionConfig = RetentionConfig()
     features: FeaturesConfig = FeaturesConfig()
     cluster: ClusterConfig = ClusterConfig()
+    admin_ui: AdminUIConfig = AdminUIConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     app: AppConfig = AppConfig()
 
 

@@ -55,6 +55,10 @@ class Stats:
         self._gauges = read
         self.registry.register(_Collector(self))
 
+    def gauges(self) -> dict[str, dict[str, int]]:
+        """Connections by transport and sockets by namespace, now."""
+        return self._gauges()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -85,7 +89,7 @@ class _Collector(Collector):
             faults.add_metric([boundary], count)
         yield faults
         yield GaugeMetricFamily("rtserver_uptime_seconds", "Seconds since start", value=time.time() - s.started)
-        for name, values in s._gauges().items():
+        for name, values in s.gauges().items():
             label = "transport" if name == "connections" else "namespace"
             gauge = GaugeMetricFamily(f"rtserver_{name}", f"Current {name.replace('_', ' ')}", labels=[label])
             for key, count in values.items():

@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from . import channels, features, systemd
+from . import admin_ui, channels, dashboard, features, systemd
 from .api.router import ApiRouter
 from .app import App
 from .auth.guard import Guard
@@ -176,6 +176,7 @@ def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled; ``task_status.started`` gets a :class:`RunningServer`."""
     app = app if app is not None else App()
+    dashboard.check(config)
     stats = Stats()
     hub = Hub(stats)
     store = await Store.open(config.server.data_dir)
@@ -207,6 +208,8 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             sio.listeners.append(presence)
             engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
             stats.bind_gauges(lambda: _gauges(engine, hub))
+            if config.admin_ui.enabled:
+                admin_ui.install(config, sio, engine.sessions.values, stats, nursery)
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
             retained = await Retained.load(store)
             if config.retention.latest or config.retention.inbox:
@@ -217,9 +220,11 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             features.install_all(
                 features.Context(config, sio.builtins, app, sio, guard, presence, store, retained, api)
             )
+            dashboard.install(config, sio, presence, store, retained, stats, api, nursery)
             if config.cluster.enabled:
                 await nursery.start(_join_cluster, config, sio, guard, stats)
-            http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats, sio.bus), stats.faults)
+            engine_paths = config.engineio.paths + dashboard.engine_paths(config)
+            http = HttpServer(config.http, Router(engine, engine_paths, api, stats, sio.bus), stats.faults)
             http.tls = tls
             app.bind(sio)
             accept_scope = trio.CancelScope()
@@ -236,7 +241,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             scheme = "https" if tls else "http"
             log.info(
                 "listening",
-                extra={"fields": {"url": f"{scheme}://{config.server.host}:{port}", "paths": ",".join(config.engineio.paths)}},
+                extra={"fields": {"url": f"{scheme}://{config.server.host}:{port}", "paths": ",".join(engine_paths)}},
             )
             systemd.notify(f"READY=1\nSTATUS=listening on port {port}")
             nursery.start_soon(

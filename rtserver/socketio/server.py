@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -162,16 +163,19 @@ class SocketIOServer:
     def _deliver(
         self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, exclude: Iterable[str], volatile: bool
     ) -> int:
+        plain = None
         if self.recovery.enabled and not volatile and self.recovery.keeps(event):
-            # The offset rides as the last argument: the client keeps the last one seen.
+            # The offset rides as the last argument: the client keeps the last
+            # one seen.  Sockets that asked for none get the plain event.
             seq, offset = self.recovery.next_offset()
             frames = event_frames(namespace, event, (*args, offset))
             self.recovery.record(seq, namespace, rooms, exclude, frames)
+            plain = functools.partial(event_frames, namespace, event, args)
         else:
             frames = event_frames(namespace, event, args)
         for observer in self.observers:
             observer.sent(namespace, event, args, rooms)
-        return self.hub.publish(namespace, frames, rooms, exclude, volatile)
+        return self.hub.publish(namespace, frames, rooms, exclude, volatile, plain)
 
     # ------------------------------------------------- from other nodes (Receiver)
     def remote_broadcast(

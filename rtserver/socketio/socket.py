@@ -62,6 +62,9 @@ class Socket:
         self.pid: str | None = None
         self.start_seq = 0
         self.recovered = False
+        #: False: events reach this socket without their recovery offset
+        #: (the client asked so in its auth payload; it cannot recover).
+        self.offsets = True
         self._ack_ids = itertools.count()
         #: Ack id -> called with the client's ack arguments, or None when
         #: the socket went away first.
@@ -84,6 +87,8 @@ class Socket:
 
     # ------------------------------------------------------------- hub side
     def deliver(self, frames: Outgoing | tuple[Frame, ...], volatile: bool) -> bool:
+        if not self.offsets and isinstance(frames, Outgoing):
+            frames = frames.plain()
         if self._held is not None:
             self._held.append((frames, volatile))
             return True

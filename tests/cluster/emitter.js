@@ -3,12 +3,13 @@
 //
 //   node emitter.js <redis url> [key prefix]
 //
-// Prints {"type":"ready"} once connected; stdin commands are JavaScript with
-// `emitter` (an Emitter for "/") and `Buffer` in scope (see repl.js).
+// Prints {"type":"ready"} once connected; stdin commands (lib.js
+// interactive): an expression, which may await, with `emitter` (an Emitter
+// for "/") in scope.
 
 const { createClient } = require("redis");
 const { Emitter } = require("@socket.io/redis-emitter");
-const { print, deadline, serve } = require("./repl");
+const { print, deadline, interactive } = require("../clients/lib");
 
 const [url, key] = [process.argv[2], process.argv[3] || "socket.io"];
 deadline(120000, () => "emitter");
@@ -19,8 +20,9 @@ async function main() {
   await client.connect();
   const emitter = new Emitter(client, { key });
   print({ type: "ready" });
-  serve((js) => eval(`(async () => (${js}))()`), async () => {
+  interactive((js) => eval(`(async () => (${js}))()`), async () => {
     await client.quit();
+    process.exit(0);
   });
 }
 main().catch((err) => {

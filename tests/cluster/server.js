@@ -8,13 +8,14 @@
 // joins a room.
 // Server-side events from other nodes are printed as {"type":"server_side",
 // event, args}; "ask-nodes" is answered with {node: "node", args}.
-// stdin commands are JavaScript with `io` in scope (see repl.js).
+// stdin commands (lib.js interactive): an expression, which may await, with
+// `io` in scope.
 
 const http = require("http");
 const { Server } = require("socket.io");
 const { createClient } = require("redis");
 const { createAdapter } = require("@socket.io/redis-adapter");
-const { print, toJson, deadline, serve } = require("./repl");
+const { print, toJson, deadline, interactive } = require("../clients/lib");
 
 const [port, url, key] = [Number(process.argv[2]), process.argv[3], process.argv[4] || "socket.io"];
 deadline(120000, () => "node server");
@@ -43,9 +44,10 @@ async function main() {
   setup(io.of("/chat"));
   await new Promise((resolve) => httpServer.listen(port, "127.0.0.1", resolve));
   print({ type: "listening", port });
-  serve((js) => eval(`(async () => (${js}))()`), async () => {
+  interactive((js) => eval(`(async () => (${js}))()`), async () => {
     io.close();
     await Promise.all([pubClient.quit(), subClient.quit()]);
+    process.exit(0);
   });
 }
 main().catch((err) => {
