@@ -178,10 +178,19 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
     try:
         trio.run(serve_until_signal, config, app, lambda: _load_config(args))
     except* (ListenError, KeySetupError, StoreError, TlsSetupError, ClusterSetupError, DashboardSetupError) as group:
-        problems = [str(exc) for exc in group.exceptions]
+        problems = [str(exc) for exc in _leaves(group)]
     for problem in problems:
         print(f"start-up error: {problem}", file=sys.stderr)
     return EXIT_CONFIG if problems else 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    """The exceptions in ``group`` and the groups nested in it (a start-up
+    error raised in a nursery inside the server's own comes wrapped twice)."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
 
 
 def _claims(args: argparse.Namespace, config: config_mod.Config) -> dict[str, Any]:
