@@ -280,6 +280,33 @@ async def test_fetch_sockets_and_server_side_emit_between_nodes(start_server, re
     await erin.disconnect()
 
 
+async def test_feature_sends_reach_users_on_other_nodes(start_server, redis, tmp_path):
+    sections = {"auth": auth_section(), "features": {"enabled": ["chat", "notifications"]}}
+    a = await start_node(start_server, redis, tmp_path, "a", **sections)
+    b = await start_node(start_server, redis, tmp_path, "b", **sections)
+    bob = await LiveClient(b.port).connect(auth={"token": token("bob", "acme")})
+    bob_elsewhere = await LiveClient(a.port).connect(auth={"token": token("bob", "globex")})  # another tenant's bob
+    alice = await LiveClient(a.port).connect(auth={"token": token("alice", "acme")})
+
+    # The notifications back end calls node a; bob is on node b: delivered there, not queued.
+    status, body = await http(a.port, "POST", "/api/v1/notifications",
+                              {"tenant": "acme", "user": "bob", "notification": {"text": "hi"}})
+    assert (status, body) == (200, {"delivered": 0, "queued": []})  # 0: none of bob's sockets is on node a
+    assert await bob.next("newNotification") == {"text": "hi"}
+    # Typing from node a reaches bob of acme on node b only.
+    assert (await alice.call("typing", {"userId": "bob", "isTyping": True}))["delivered"] == 0
+    assert (await bob.next("userTyping"))["userId"] == "alice"
+    # A chat private message from node a to bob on node b ("recipient offline" is cluster-wide).
+    answer = await alice.call("send_message", {"to": "bob", "message": "psst"})
+    assert answer["status"] == "ok", answer
+    assert (await bob.next("new_message"))["message"] == "psst"
+    await settle()
+    received = {name for name, _ in list(bob_elsewhere.received.queue)}
+    assert not received & {"newNotification", "userTyping", "new_message"}, received
+    for client in (bob, bob_elsewhere, alice):
+        await client.disconnect()
+
+
 # ------------------------------------------------------------------- faults
 def metric(server: RunningServer, name: str, **labels: str) -> float:
     """A sample's value from the node's /metrics exposition."""
