@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLIENTS := tests/clients
 BROWSER := tests/browser
+CLUSTER := tests/cluster
 
 PREFIX ?= /opt/rtserver
 SYSTEMD_DIR ?= /etc/systemd/system
@@ -35,7 +36,12 @@ $(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package.json $(CLIENTS)/p
 $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package.json $(BROWSER)/package-lock.json
 	cd $(BROWSER) && npm ci --no-audit --no-fund
 
-test-deps: $(VENV)/.test-deps $(CLIENTS)/node_modules/.package-lock.json $(BROWSER)/node_modules/.package-lock.json
+# The cluster tests' Node peers: socket.io 4.8 with @socket.io/redis-adapter 8, @socket.io/redis-emitter 5.
+$(CLUSTER)/node_modules/.package-lock.json: $(CLUSTER)/package.json $(CLUSTER)/package-lock.json
+	cd $(CLUSTER) && npm ci --no-audit --no-fund
+
+test-deps: $(VENV)/.test-deps $(CLIENTS)/node_modules/.package-lock.json $(BROWSER)/node_modules/.package-lock.json \
+	$(CLUSTER)/node_modules/.package-lock.json
 
 test: test-deps
 	$(BIN)/python -m pytest -q
@@ -59,4 +65,4 @@ install:
 	$(PREFIX)/.venv/bin/rtserver check-config $(CONFIG_DIR)/config.toml
 
 clean:
-	rm -rf $(VENV) $(CLIENTS)/node_modules $(BROWSER)/node_modules .pytest_cache
+	rm -rf $(VENV) $(CLIENTS)/node_modules $(BROWSER)/node_modules $(CLUSTER)/node_modules .pytest_cache

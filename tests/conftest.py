@@ -80,3 +80,17 @@ async def run_node(script: str, *args: str, timeout: float = 30, env: dict[str, 
 @pytest.fixture
 def node() -> Callable[..., Awaitable[NodeResult]]:
     return run_node
+
+
+@pytest.fixture
+async def redis(tmp_path: Path) -> Any:
+    """A redis-server of this test's own (see support.redis); stopped afterwards."""
+    from support.redis import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    await server.start()
+    try:
+        yield server
+    finally:
+        with trio.CancelScope(shield=True):
+            await server.stop()
