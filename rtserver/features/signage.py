@@ -86,14 +86,16 @@ from typing import Any
 import attrs
 import orjson
 
-from ..api.common import CONVERTER, ApiError, Call, CallerAuth, parse_body
+from ..api.common import CONVERTER, ApiError, Call, CallerAuth, parse_body, unavailable
 from ..auth import rules
 from ..auth.errors import Refusal
 from ..auth.identity import Identity
+from ..faults import guarded
 from ..http.messages import Request, Response, json_response
 from ..presence import iso
 from ..retained import Retained
 from ..socketio.socket import Socket
+from ..store import StoreUnavailable
 from . import Context
 from .common import tenant_sids
 
@@ -253,13 +255,41 @@ class Signage:
         return self.ctx.app.emit(event, payload, to=sids) if sids else 0
 
     def _sweep(self) -> None:
+        """Forget idle registrations here (the store expires its copy by itself)."""
         cutoff = time.monotonic() - self.settings.registration_ttl
         for reg in list(self.registrations.values()):
             if not reg.sockets and reg.idle_since is not None and reg.idle_since < cutoff:
                 del self.registrations[reg.id]
 
+    async def _find(self, conn_id: str) -> Registration | None:
+        """A registration made here, or on another node / before a restart (from the store)."""
+        self._sweep()
+        reg = self.registrations.get(conn_id)
+        if reg is not None:
+            return reg
+        body = await self.ctx.store.registration(conn_id)
+        if body is None:
+            return None
+        fields = orjson.loads(body)
+        reg = self.registrations[conn_id] = Registration(
+            conn_id, fields["tenant"], fields["user"], fields["device"], tuple(fields["custom"]), fields["channels"],
+            idle_since=time.monotonic(),
+        )
+        return reg
+
+    def _stored(self, reg: Registration, idle: bool) -> Awaitable[None]:
+        """Write a registration to the store: expiring ``registration_ttl``
+        from now while idle, kept while a socket uses it."""
+        body = orjson.dumps({"tenant": reg.tenant, "user": reg.user, "device": reg.device, "custom": reg.custom,
+                             "channels": reg.channels})
+        return self.ctx.store.save_registration(reg.id, body, self.settings.registration_ttl if idle else None)
+
+    def _in_background(self, what: str, write: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self.ctx.sio.nursery.start_soon(guarded, self.ctx.sio.hub.stats.faults, what, write, *args)
+
     def _end(self, reg: Registration) -> int:
         self.registrations.pop(reg.id, None)
+        self._in_background("signage registration drop", self.ctx.store.drop_registration, reg.id)
         sockets = list(reg.sockets)
         for socket in sockets:
             socket.disconnect()
@@ -298,10 +328,11 @@ class Signage:
             if not idle:
                 raise ApiError(429, "too_many_registrations", "too many live connections for this user")
             del self.registrations[idle[0].id]
+            self._in_background("signage registration drop", self.ctx.store.drop_registration, idle[0].id)
         conn_id = f"conn_{int(time.time() * 1000)}_{''.join(secrets.choice(_ALPHABET) for _ in range(12))}"
-        self.registrations[conn_id] = Registration(
-            conn_id, identity.tenant, identity.user, device, tuple(custom), channels, idle_since=time.monotonic()
-        )
+        reg = Registration(conn_id, identity.tenant, identity.user, device, tuple(custom), channels, idle_since=time.monotonic())
+        await self._stored(reg, idle=True)  # before answering: any node (or this one restarted) accepts it
+        self.registrations[conn_id] = reg
         return _ok({"connectionId": conn_id, "channels": channels})
 
     async def disconnect(self, call: Call) -> Response:
@@ -311,7 +342,7 @@ class Signage:
         if body.connectionId is None and body.deviceId is None:
             raise ApiError(400, "invalid_body", "body: give connectionId and/or deviceId")
         if body.connectionId is not None:
-            reg = self.registrations.get(body.connectionId)
+            reg = await self._find(body.connectionId)
             if reg is None or reg.tenant != tenant or (reg.user != identity.user and not self._admin(identity)):
                 raise ApiError(404, "unknown_connection", "body.connectionId: no such connection")
             if body.deviceId is not None and body.deviceId != reg.device:
@@ -421,7 +452,7 @@ class Signage:
         })
 
     # ------------------------------------------------------------ sockets
-    def middleware(self, socket: Socket, auth: Any) -> None:
+    async def middleware(self, socket: Socket, auth: Any) -> None:
         """A socket presenting a connectionId joins exactly its registration's channels."""
         field = self.settings.connection_field
         conn_id = auth.get(field) if isinstance(auth, dict) else None
@@ -430,8 +461,10 @@ class Signage:
             return
         if not isinstance(conn_id, str):
             raise Refusal("invalid_connection", f"{field} is a string", 400)
-        self._sweep()
-        reg = self.registrations.get(conn_id)
+        try:
+            reg = await self._find(conn_id)
+        except StoreUnavailable:
+            raise Refusal("store_unavailable", "the connectionId cannot be checked right now; try again", 503) from None
         identity = socket.identity
         assert identity is not None
         if reg is None:
@@ -454,6 +487,8 @@ class Signage:
         reg = self.registrations.get(socket.data.get(_CONNECTION_KEY, ""))
         if reg is None:
             return
+        if not reg.sockets:
+            self._in_background("signage registration write", self._stored, reg, False)
         reg.sockets.add(socket)
         reg.idle_since = None
         if reg.device is not None:
@@ -465,6 +500,7 @@ class Signage:
             reg.sockets.discard(socket)
             if not reg.sockets:
                 reg.idle_since = time.monotonic()
+                self._in_background("signage registration write", self._stored, reg, True)
 
     def _replay_layout(self, socket: Socket, tenant: str, device: str) -> None:
         """Send the newest layout meant for the device: its own, or the tenant's."""
@@ -522,6 +558,9 @@ def install(ctx: Context, settings: Settings) -> None:
                 response = await handler(Call(call.request, call.params, caller))
             except ApiError as exc:
                 response = _fail(exc.status, exc.code, exc.message)
+            except StoreUnavailable as exc:
+                error = unavailable(exc)
+                response = _fail(error.status, error.code, error.message)
             return attrs.evolve(response, headers=response.headers + _cors(ctx, call.request))
 
         return run
