@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import trio
-from support.redis import RedisServer, needs_redis
+from support.redis import RedisServer, needs_redis, running
 
 from rtserver.store import SqliteStore, Store, StoreUnavailable
 from rtserver.store.redis import RedisStore
@@ -43,13 +43,8 @@ async def unstarted(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         yield store
         await store.close()
     else:
-        redis = RedisServer(tmp_path / "redis")
-        await redis.start()
-        try:
+        async with running(tmp_path / "redis") as redis:
             yield RedisStore(redis.url, "t")
-        finally:
-            with trio.CancelScope(shield=True):
-                await redis.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,198 @@
+"""The shared store of a cluster (Redis): a client reconnecting to another
+node finds the same token versions, users, retained state, inboxes and
+signage registrations; Redis lost, a node answers from what it knows and
+acknowledges no write it could not keep.  Real redis-server, real clients
+(python-socketio, and the stock socket.io-client through tests/clients)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from support.clients import LiveClient, auth_section, http, token
+from support.nodes import Node, events, run_scripted
+from support.redis import needs_redis, running
+from test_cluster import start_node
+from test_feature_signage import BOB, DAVE, P, success
+from test_feature_signage import sections as signage_sections
+
+from rtserver import RunningServer
+
+pytestmark = needs_redis
+
+DEPLOYMENTS = {"features": {"enabled": ["deployments"]}}
+
+
+async def refusal(port: int, auth: dict[str, Any]) -> str:
+    """The code of the connect_error a python-socketio client gets on ``port``."""
+    client = LiveClient(port)
+    with pytest.raises(Exception):
+        await client.connect(auth=auth)
+    error = await client.next("connect_error")
+    return error["data"]["code"]
+
+
+async def subscribe(port: int, user: str, deployment: str) -> LiveClient:
+    client = await LiveClient(port).connect(auth={"token": token(user, "acme")})
+    await client.call("deployment:subscribe", deployment)
+    return client
+
+
+async def healthy(server: RunningServer) -> dict[str, Any]:
+    status, body = await http(server.port, "GET", "/healthz")
+    assert status == 200, body
+    return body
+
+
+async def store_becomes(server: RunningServer, state: str, timeout: float) -> None:
+    """Until /healthz says the store is ``state`` ("up" or "down")."""
+    with trio.fail_after(timeout):
+        while (await healthy(server)).get("store", {}).get("store") != state:
+            await trio.sleep(0.05)
+
+
+# --------------------------------------------------------------- revocation and users
+async def test_revocation_and_users_are_the_same_on_every_node(start_server, redis, tmp_path):
+    auth = auth_section(check_user_exists=True)
+    a = await start_node(start_server, redis, tmp_path, "a", auth=auth)
+    b = await start_node(start_server, redis, tmp_path, "b", auth=auth)
+    # A user added through node a may connect to node b; removed through b, a refuses them.
+    assert (await http(a.port, "POST", "/api/v1/admin/users", {"user": "alice", "tenant": "acme"}))[0] == 201
+    assert (await http(a.port, "POST", "/api/v1/admin/users", {"user": "zoe", "tenant": "acme"}))[0] == 201
+    alice = await LiveClient(b.port).connect(auth={"token": token("alice", "acme")})
+    assert (await http(b.port, "GET", "/api/v1/admin/users"))[1]["users"] == [
+        {"user": "alice", "tenant": "acme"}, {"user": "zoe", "tenant": "acme"}]
+    assert (await http(b.port, "DELETE", "/api/v1/admin/users/zoe"))[0] == 200
+    assert await refusal(a.port, {"token": token("zoe", "acme")}) == "user_unknown"
+
+    # Revoked through node a: alice's socket on node b is ended, and her token refused everywhere...
+    status, body = await http(a.port, "POST", "/api/v1/admin/revoke", {"user": "alice"})
+    assert (status, body) == (200, {"user": "alice", "tokenVersion": 1, "disconnected": 1})
+    assert (await alice.next("error"))["code"] == "token_revoked"
+    assert await refusal(b.port, {"token": token("alice", "acme")}) == "token_revoked"
+    # ... including by a node that was not there when it happened.
+    c = await start_node(start_server, redis, tmp_path, "c", auth=auth)
+    assert await refusal(c.port, {"token": token("alice", "acme")}) == "token_revoked"
+    fresh = await LiveClient(c.port).connect(auth={"token": token("alice", "acme", tokenVersion=1)})
+    await fresh.disconnect()
+
+
+# --------------------------------------------------------------- retained state
+async def test_signage_screen_reconnecting_to_another_node_gets_the_layout(start_server, redis, tmp_path, node: Node):
+    a = await start_node(start_server, redis, tmp_path, "a", **signage_sections(grace=0.1))
+    b = await start_node(start_server, redis, tmp_path, "b", **signage_sections(grace=0.1))
+    # The screen registers through node a and connects there (the stock client)...
+    reg = success(await http(a.port, "POST", f"{P}/connect", {"deviceId": "screen-1"}, key=DAVE))
+    auth = {"token": DAVE, "connectionId": reg["connectionId"]}
+    options = {"transports": ["websocket"], "auth": auth}
+    first = await run_scripted(node, a, options=options, steps=[{"sleep": 100}])
+    assert first.of("connect"), first
+    # ... the power goes; meanwhile a designer pushes a layout through node a.
+    sent = success(await http(a.port, "POST", f"{P}/layout-update", {"layoutId": "spring", "deviceIds": ["screen-1"],
+                                                                        "layoutData": {"zones": 3}}, key=BOB))
+    assert sent["delivered"] == 0
+    # The screen comes back through node b with its registration: accepted, and shown the layout at once.
+    back = await run_scripted(node, b, options=options, steps=[{"wait": "layout_update", "count": 1}])
+    [[layout]] = events(back, "layout_update")
+    assert (layout["layoutId"], layout["layoutData"], layout["deviceId"]) == ("spring", {"zones": 3}, "screen-1")
+    # Registered through node b, accepted by node a.
+    again = success(await http(b.port, "POST", f"{P}/connect", {"deviceId": "screen-1"}, key=DAVE))
+    through_a = await run_scripted(node, a, options={"transports": ["websocket"],
+                                                     "auth": {"token": DAVE, "connectionId": again["connectionId"]}},
+                                   steps=[{"wait": "layout_update", "count": 1}])
+    assert [e[0]["layoutId"] for e in events(through_a, "layout_update")] == ["spring"]
+
+
+async def test_deployment_status_and_backlog_seen_from_every_node(start_server, redis, tmp_path):
+    a = await start_node(start_server, redis, tmp_path, "a", auth=auth_section(), **DEPLOYMENTS)
+    b = await start_node(start_server, redis, tmp_path, "b", auth=auth_section(), **DEPLOYMENTS)
+    assert (await http(a.port, "POST", "/api/v1/deployments/d1/status", {"tenant": "acme", "status": "building"}))[0] == 200
+    assert (await http(a.port, "POST", "/api/v1/deployments/d1/log", {"tenant": "acme", "lines": ["one", "two"]}))[0] == 200
+    assert (await http(b.port, "POST", "/api/v1/deployments/d1/log", {"tenant": "acme", "log": "three"}))[0] == 200
+    for server in (a, b):
+        late = await subscribe(server.port, "carol", "d1")
+        assert (await late.next("deployment:status"))["status"] == "building"
+        assert [(await late.next("deployment:log"))["log"] for _ in range(3)] == ["one", "two", "three"]
+        await late.disconnect()
+    # The first tenant to publish an id owns it on every node.
+    status, body = await http(b.port, "POST", "/api/v1/deployments/d1/status", {"tenant": "globex", "status": "x"})
+    assert (status, body["code"]) == (409, "deployment_conflict")
+    # Forgotten through node b: a subscriber on node a gets nothing.
+    assert (await http(b.port, "DELETE", "/api/v1/deployments/d1?tenant=acme"))[0] == 200
+    await trio.sleep(0.3)  # the change crosses Redis (a few ms)
+    quiet = await subscribe(a.port, "carol", "d1")
+    assert await quiet.quiet("deployment:log", 0.3) == []
+    await quiet.disconnect()
+
+
+async def test_offline_inbox_filled_through_one_node_is_delivered_by_another(start_server, redis, tmp_path):
+    sections = {"auth": auth_section(), "retention": {"inbox": ["note"]}}
+    a = await start_node(start_server, redis, tmp_path, "a", **sections)
+    b = await start_node(start_server, redis, tmp_path, "b", **sections)
+    for n in (1, 2):
+        assert await http(a.port, "POST", "/api/v1/emit", {"event": "note", "user": "bob", "data": n}) == (
+            200, {"delivered": 0})
+    bob = await LiveClient(b.port).connect(auth={"token": token("bob", "acme")})
+    assert [await bob.next("note"), await bob.next("note")] == [1, 2]
+    # Delivered once: the inbox is empty on node a too.
+    await bob.disconnect()
+    again = await LiveClient(a.port).connect(auth={"token": token("bob", "acme")})
+    assert await again.quiet("note") == []
+    await again.disconnect()
+
+
+# --------------------------------------------------------------- Redis lost
+@pytest.fixture
+async def durable_redis(tmp_path: Path) -> Any:
+    """A redis-server that fsyncs every write (appendonly): what it acknowledged survives its restart."""
+    async with running(tmp_path / "durable-redis", appendonly=True) as server:
+        yield server
+
+
+async def test_redis_lost_answers_from_memory_refuses_writes_and_loses_nothing(start_server, durable_redis, tmp_path):
+    redis = durable_redis
+    a = await start_node(start_server, redis, tmp_path, "a", auth=auth_section(), **DEPLOYMENTS)
+    b = await start_node(start_server, redis, tmp_path, "b", auth=auth_section(), **DEPLOYMENTS)
+    assert (await http(a.port, "POST", "/api/v1/deployments/d1/status", {"tenant": "acme", "status": "building"}))[0] == 200
+    assert (await http(a.port, "POST", "/api/v1/admin/revoke", {"user": "mallory"}))[0] == 200
+    watcher = await subscribe(b.port, "carol", "d1")
+    assert (await watcher.next("deployment:status"))["status"] == "building"
+
+    await redis.stop()
+    for server in (a, b):
+        await store_becomes(server, "down", 10)
+        health = await healthy(server)
+        assert health["status"] == "degraded" and health["store"]["store"] == "down", health
+    # Writes are refused, not acknowledged.
+    for method, path, body in (
+        ("POST", "/api/v1/deployments/d1/status", {"tenant": "acme", "status": "lost"}),
+        ("POST", "/api/v1/admin/revoke", {"user": "carol"}),
+        ("POST", "/api/v1/admin/users", {"user": "eve"}),
+    ):
+        status, answer = await http(a.port, method, path, body)
+        assert (status, answer["code"]) == (503, "store_unavailable"), (path, answer)
+    # Reads answer from what each node knows: the status, the revocation; sockets stay.
+    late = await subscribe(b.port, "dave", "d1")
+    assert (await late.next("deployment:status"))["status"] == "building"
+    assert await refusal(b.port, {"token": token("mallory", "acme")}) == "token_revoked"
+    assert watcher.sio.connected
+
+    await redis.start()
+    for server in (a, b):
+        await store_becomes(server, "up", 15)
+        with trio.fail_after(15):  # the cluster's messages come back too
+            while (await healthy(server))["status"] != "ok":
+                await trio.sleep(0.05)
+    # Nothing acknowledged was lost; nothing refused was kept; writes go on.
+    c = await start_node(start_server, redis, tmp_path, "c", auth=auth_section(), **DEPLOYMENTS)
+    assert await refusal(c.port, {"token": token("mallory", "acme")}) == "token_revoked"
+    on_c = await subscribe(c.port, "erin", "d1")
+    assert (await on_c.next("deployment:status"))["status"] == "building"
+    assert (await http(c.port, "GET", "/api/v1/admin/users"))[1]["users"] == []
+    assert (await http(a.port, "POST", "/api/v1/deployments/d1/status", {"tenant": "acme", "status": "done"}))[0] == 200
+    for client in (watcher, late, on_c):
+        assert (await client.next("deployment:status", where=lambda s: s["status"] != "building"))["status"] == "done"
+        await client.disconnect()
+
