@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 from support.clients import LiveClient, auth_section, http, token
-from support.nodes import Node, events, run_scripted
+from support.nodes import Node, events, run_scripted, wait_until
 from support.redis import needs_redis, running
 from test_cluster import start_node
 from test_feature_signage import BOB, DAVE, P, success
@@ -131,11 +131,19 @@ async def test_offline_inbox_filled_through_one_node_is_delivered_by_another(sta
     sections = {"auth": auth_section(), "retention": {"inbox": ["note"]}}
     a = await start_node(start_server, redis, tmp_path, "a", **sections)
     b = await start_node(start_server, redis, tmp_path, "b", **sections)
+    # Online on node b: an event sent through node a reaches bob there and is not kept.
+    online = await LiveClient(b.port).connect(auth={"token": token("bob", "acme")})
+    assert await http(a.port, "POST", "/api/v1/emit", {"event": "note", "user": "bob", "data": 0}) == (
+        200, {"delivered": 0})
+    assert await online.next("note") == 0
+    await online.disconnect()
+    await wait_until(lambda: not b.sio.hub.members("/", ["user:bob"]))
     for n in (1, 2):
         assert await http(a.port, "POST", "/api/v1/emit", {"event": "note", "user": "bob", "data": n}) == (
             200, {"delivered": 0})
     bob = await LiveClient(b.port).connect(auth={"token": token("bob", "acme")})
     assert [await bob.next("note"), await bob.next("note")] == [1, 2]
+    assert await bob.quiet("note") == []
     # Delivered once: the inbox is empty on node a too.
     await bob.disconnect()
     again = await LiveClient(a.port).connect(auth={"token": token("bob", "acme")})
