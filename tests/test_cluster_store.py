@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import trio
-from support.clients import LiveClient, auth_section, http, token
+from support.clients import SECRET, LiveClient, auth_section, http, token
 from support.nodes import Node, events, run_scripted, wait_until
-from support.redis import needs_redis, running
+from support.redis import free_port, needs_redis, running
+from test_auth_clients import cli, write_config
 from test_cluster import start_node
 from test_feature_signage import BOB, DAVE, P, success
 from test_feature_signage import sections as signage_sections
@@ -77,6 +78,22 @@ async def test_revocation_and_users_are_the_same_on_every_node(start_server, red
     assert await refusal(c.port, {"token": token("alice", "acme")}) == "token_revoked"
     fresh = await LiveClient(c.port).connect(auth={"token": token("alice", "acme", tokenVersion=1)})
     await fresh.disconnect()
+
+
+async def test_command_line_users_and_offline_revoke_use_the_cluster_store(start_server, redis, tmp_path):
+    a = await start_node(start_server, redis, tmp_path, "a", auth=auth_section(check_user_exists=True))
+    config = write_config(tmp_path, None, f'secret = "{SECRET}"')
+    config.write_text(config.read_text() + f'\n[cluster]\nredis_url = "{redis.url}"\n')
+    code, _, err = await cli("users", "add", "gina", "--tenant", "acme", "--config", str(config))
+    assert code == 0, err
+    gina = await LiveClient(a.port).connect(auth={"token": token("gina", "acme")})
+    code, out, err = await cli("users", "list", "--config", str(config))
+    assert (code, out.splitlines()) == (0, ["gina\tacme"]), err
+    # No server at --url: the version is raised in Redis, and the running node hears of it.
+    code, out, err = await cli("revoke", "--user", "gina", "--url", f"http://127.0.0.1:{free_port()}", "--config", str(config))
+    assert code == 0 and '"server":"not running"' in out, (out, err)
+    assert (await gina.next("error"))["code"] == "token_revoked"
+    assert await refusal(a.port, {"token": token("gina", "acme")}) == "token_revoked"
 
 
 # --------------------------------------------------------------- retained state
@@ -204,3 +221,19 @@ async def test_redis_lost_answers_from_memory_refuses_writes_and_loses_nothing(s
         assert (await client.next("deployment:status", where=lambda s: s["status"] != "building"))["status"] == "done"
         await client.disconnect()
 
+
+
+async def test_a_redis_that_lost_its_data_gets_the_revocations_back(start_server, redis, tmp_path):
+    """Redis restarted without persistence comes back empty: the nodes write
+    back the token versions they hold, so no revoked token works again."""
+    a = await start_node(start_server, redis, tmp_path, "a", auth=auth_section())
+    assert (await http(a.port, "POST", "/api/v1/admin/revoke", {"user": "mallory"}))[1]["tokenVersion"] == 1
+    await redis.stop()
+    await store_becomes(a, "down", 10)
+    await redis.start()  # empty
+    await store_becomes(a, "up", 15)
+    with trio.fail_after(10):  # node a writes it back as it reloads
+        while await redis.command("HGET", "socket.io-rtserver-store#tokens", "mallory") != b"$1\r\n1\r\n":
+            await trio.sleep(0.05)
+    c = await start_node(start_server, redis, tmp_path, "c", auth=auth_section())
+    assert await refusal(c.port, {"token": token("mallory", "acme")}) == "token_revoked"

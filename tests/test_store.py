@@ -193,3 +193,31 @@ async def test_malformed_notices_are_ignored(nursery, redis):
             await trio.sleep(0.01)
     assert heard.changes == [("keep", ["r", "e", b"1"])]
     assert b.malformed == 4
+
+
+class Versions(Recorder):
+    """A mirror that reads the token versions at each reload."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.versions: dict[str, int] = {}
+
+    async def store_reloaded(self, store: Store) -> None:
+        self.versions = await store.token_versions()
+        await super().store_reloaded(store)
+
+
+@needs_redis
+async def test_a_change_missed_while_the_link_was_down_is_found_by_the_reload(nursery, redis):
+    """A write whose notice this node never heard (its subscription was cut,
+    here by CLIENT KILL) is in the mirror once the link is back."""
+    store = await redis_store(nursery, redis, "a")
+    mirror = Versions()
+    store.mirrors.append(mirror)
+    await redis.command("HSET", "t-rtserver-store#tokens", "alice", "7")  # no notice
+    assert mirror.changes == [] and mirror.versions == {}
+    assert b":1\r\n" in await redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+    with trio.fail_after(10):
+        while mirror.reloads < 1:
+            await trio.sleep(0.02)
+    assert mirror.versions == {"alice": 7}
