@@ -42,11 +42,6 @@ class Retained:
         self._latest: dict[str, dict[str, Any]] = {}
         self._backlogs: dict[str, deque[tuple[int, str, Any]]] = {}
 
-    @property
-    def shared(self) -> bool:
-        """Whether other nodes write the same store (they keep what they emit)."""
-        return self._store is not None and self._store.shared
-
     # ------------------------------------------------------ store mirror
     async def store_reloaded(self, store: Store) -> None:
         latest: dict[str, dict[str, Any]] = {}

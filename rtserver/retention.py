@@ -58,18 +58,18 @@ class Retention:
         self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, remote: bool = False
     ) -> None:
         """Called for every emit: keep what the configuration names.  An emit
-        from another node (``remote``) updates the latest values kept here
-        (written to a shared store by the node it came from only); an inbox
-        is kept by the node the emit came from only."""
+        from another node (``remote``) updates the latest values kept here,
+        and is written by every node (the same value: a shared store ends
+        with the last one either way, and an emit from a Node.js server or
+        an emitter, which writes nothing, is kept too); an inbox is kept by
+        the node the emit came from only."""
         if namespace != "/" or not rooms:
             return
         if event in self._latest:
             for room in rooms:
                 if self._sio.hub.member("/", room) is not None:
                     continue  # a socket's own address, not a room to keep
-                write = self._retained.keep_nowait(_LATEST + room, event, list(args))
-                if not (remote and self._retained.shared):
-                    self._queue(write)
+                self._queue(self._retained.keep_nowait(_LATEST + room, event, list(args)))
         if event in self._inbox and not remote:
             for room in rooms:
                 if not room.startswith("user:") or self._sio.hub.members("/", [room]):

@@ -15,7 +15,8 @@ from support.clients import SECRET, LiveClient, auth_section, http, token
 from support.nodes import Node, events, run_scripted, wait_until
 from support.redis import free_port, needs_redis, running
 from test_auth_clients import cli, write_config
-from test_cluster import start_node
+from support.interactive import spawn
+from test_cluster import PEERS, start_node
 from test_feature_signage import BOB, DAVE, P, success
 from test_feature_signage import sections as signage_sections
 
@@ -237,3 +238,26 @@ async def test_a_redis_that_lost_its_data_gets_the_revocations_back(start_server
             await trio.sleep(0.05)
     c = await start_node(start_server, redis, tmp_path, "c", auth=auth_section())
     assert await refusal(c.port, {"token": token("mallory", "acme")}) == "token_revoked"
+
+
+async def test_a_latest_value_published_by_the_redis_emitter_is_kept_for_every_node(start_server, redis, tmp_path, nursery):
+    """@socket.io/redis-emitter writes nothing to the store: the node that
+    delivers its emit keeps the latest value, and a screen joining through
+    another node gets it."""
+    sections = {"auth": {"enabled": False}, "retention": {"latest": ["layout"]}}
+    a = await start_node(start_server, redis, tmp_path, "a", **sections)
+    b = await start_node(start_server, redis, tmp_path, "b", **sections)
+    watching = await LiveClient(a.port).connect()
+    assert (await watching.call("subscribe", "screens"))["rooms"] == ["screens"]
+    emitter = await spawn(nursery, "emitter.js", redis.url, name="redis-emitter", where=PEERS)
+    await emitter.expect(lambda e: e["type"] == "ready")
+    await emitter.run("emitter.to('screens').emit('layout', {id: 'autumn'})")
+    assert await watching.next("layout") == {"id": "autumn"}
+    with trio.fail_after(10):  # node a writes it (node b had nobody in the room: it skipped the emit)
+        while b"autumn" not in await redis.command("HGET", "socket.io-rtserver-store#latest#latest:screens", "layout"):
+            await trio.sleep(0.05)
+    late = await LiveClient(b.port).connect()
+    await late.call("subscribe", "screens")
+    assert await late.next("layout") == {"id": "autumn"}
+    for client in (watching, late):
+        await client.disconnect()
