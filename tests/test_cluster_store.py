@@ -121,6 +121,13 @@ async def test_signage_screen_reconnecting_to_another_node_gets_the_layout(start
                                                      "auth": {"token": DAVE, "connectionId": again["connectionId"]}},
                                    steps=[{"wait": "layout_update", "count": 1}])
     assert [e[0]["layoutId"] for e in events(through_a, "layout_update")] == ["spring"]
+    # Ended through node b, the registration's socket on node a is disconnected, and no node accepts it again.
+    held = await LiveClient(a.port).connect(auth=auth)
+    assert success(await http(b.port, "POST", f"{P}/disconnect", {"connectionId": reg["connectionId"]}, key=DAVE)) == {
+        "connectionId": reg["connectionId"], "disconnected": 0}  # (the count is node b's)
+    assert await held.next("disconnect") == "server disconnect"
+    for server in (a, b):
+        assert await refusal(server.port, auth) == "unknown_connection"
 
 
 async def test_deployment_status_and_backlog_seen_from_every_node(start_server, redis, tmp_path):

@@ -138,9 +138,12 @@ async def test_other_nodes_hear_of_every_change(nursery, redis):
     await a.keep("r", "layout", b"[1]")
     await a.append("r", 1, "log", b'"x"', 10)
     await a.forget_room("r")
+    await a.save_registration("conn_1", b"{}", None)  # looked up when needed: not announced
+    await a.drop_registration("conn_1")
     expected = [
         ("token", ["alice", 1]), ("token", ["alice", 4]), ("device", ["screen", "acme"]),
         ("keep", ["r", "layout", b"[1]"]), ("append", ["r", 1, "log", b'"x"', 10]), ("forget", ["r"]),
+        ("unregister", ["conn_1"]),
     ]
     with trio.fail_after(5):
         while len(heard_b.changes) < len(expected):

@@ -95,7 +95,7 @@ from ..http.messages import Request, Response, json_response
 from ..presence import iso
 from ..retained import Retained
 from ..socketio.socket import Socket
-from ..store import StoreUnavailable
+from ..store import Store, StoreUnavailable
 from . import Context
 from .common import tenant_sids
 
@@ -287,9 +287,25 @@ class Signage:
     def _in_background(self, what: str, write: Callable[..., Awaitable[None]], *args: Any) -> None:
         self.ctx.sio.nursery.start_soon(guarded, self.ctx.sio.hub.stats.faults, what, write, *args)
 
-    def _end(self, reg: Registration) -> int:
+    # ------------------------------------------------------ store mirror
+    def store_changed(self, kind: str, args: list[Any]) -> None:
+        """Another node ended a registration: its sockets here end too."""
+        if kind == "unregister":
+            reg = self.registrations.pop(args[0], None)
+            for socket in list(reg.sockets if reg is not None else ()):
+                socket.disconnect()
+
+    async def store_reloaded(self, store: Store) -> None:
+        """Back from an outage: registrations ended meanwhile end here too."""
+        for reg in list(self.registrations.values()):
+            if await store.registration(reg.id) is None:
+                self.store_changed("unregister", [reg.id])
+
+    async def _end(self, reg: Registration) -> int:
+        """Forget a registration (in the store first: no node may accept it
+        again) and end its sockets here."""
+        await self.ctx.store.drop_registration(reg.id)
         self.registrations.pop(reg.id, None)
-        self._in_background("signage registration drop", self.ctx.store.drop_registration, reg.id)
         sockets = list(reg.sockets)
         for socket in sockets:
             socket.disconnect()
@@ -327,8 +343,8 @@ class Signage:
             idle = sorted((r for r in mine if not r.sockets), key=lambda r: r.idle_since or 0.0)
             if not idle:
                 raise ApiError(429, "too_many_registrations", "too many live connections for this user")
-            del self.registrations[idle[0].id]
-            self._in_background("signage registration drop", self.ctx.store.drop_registration, idle[0].id)
+            await self.ctx.store.drop_registration(idle[0].id)
+            self.registrations.pop(idle[0].id, None)
         conn_id = f"conn_{int(time.time() * 1000)}_{''.join(secrets.choice(_ALPHABET) for _ in range(12))}"
         reg = Registration(conn_id, identity.tenant, identity.user, device, tuple(custom), channels, idle_since=time.monotonic())
         await self._stored(reg, idle=True)  # before answering: any node (or this one restarted) accepts it
@@ -347,14 +363,14 @@ class Signage:
                 raise ApiError(404, "unknown_connection", "body.connectionId: no such connection")
             if body.deviceId is not None and body.deviceId != reg.device:
                 raise ApiError(400, "device_mismatch", "body.deviceId: not the device of this connection")
-            return _ok({"connectionId": reg.id, "disconnected": self._end(reg)})
+            return _ok({"connectionId": reg.id, "disconnected": await self._end(reg)})
         device = _text(body.deviceId, "deviceId")
         assert device is not None
         if device not in identity.devices and not (self._admin(identity) and self.device_tenant(device) == tenant):
             raise ApiError(403, "forbidden", "rule device: only the device's owner or a tenant admin may disconnect it")
         ended = 0
         for reg in [r for r in self.registrations.values() if r.tenant == tenant and r.device == device]:
-            ended += self._end(reg)
+            ended += await self._end(reg)
         for socket in self.ctx.app.sockets(f"device:{device}"):
             if socket.identity is not None and socket.identity.tenant == tenant:
                 socket.disconnect()
@@ -546,6 +562,7 @@ def _cors(ctx: Context, request: Request) -> tuple[tuple[str, str], ...]:
 
 def install(ctx: Context, settings: Settings) -> None:
     signage = Signage(ctx, settings)
+    ctx.store.mirrors.append(signage)
     ctx.handlers.use(signage.middleware)
     ctx.sio.listeners.append(signage)
 

@@ -48,6 +48,7 @@ CHANGES: dict[str, tuple[str, ...]] = {
     "keep": ("room", "event", "payload"),
     "append": ("room", "seq", "event", "payload", "limit"),
     "forget": ("room",),
+    "unregister": ("key",),
 }
 
 #: A device row: (device, tenant, owner, status, last_seen).

@@ -10,7 +10,7 @@ prefix``, so clusters sharing one Redis stay apart):
   event -> msgpack ``[payload, updated_at]``; ``backlog#{room}``: list of
   msgpack ``[seq, event, payload]``, trimmed to the last ``limit``;
 - ``registration#{key}``: a signage registration's record (with a TTL
-  while idle).
+  while idle); dropping one is announced, so every node ends its sockets.
 
 Every write that a mirror follows publishes a change notice on
 ``{prefix}-rtserver-store#changes`` in the same transaction (MULTI, or one
@@ -306,5 +306,7 @@ class RedisStore(Store):
             await self._client.set(self._key("registration", key), body, px=None if ttl is None else max(1, int(ttl * 1000)))
 
     async def drop_registration(self, key: str) -> None:
-        with self._failing():
-            await self._client.delete([self._key("registration", key)])
+        await self._transaction(
+            ("delete", ([self._key("registration", key)],)),
+            ("publish", (self.channel, self._notice("unregister", key))),
+        )
