@@ -21,7 +21,9 @@ The document's clients talk to the server in two steps, through a wrapper
 What rtserver expects from such a wrapper: call ``connect`` first and pass the
 returned ``connectionId`` (and the same JWT) in the socket's ``auth``; keep
 the same ``auth`` object for automatic reconnections (the registration stays
-valid until ``disconnect`` or ``registration_ttl`` seconds without a socket);
+valid until ``disconnect`` or ``registration_ttl`` seconds without a socket;
+it is kept in the store, so it survives a restart and every node of a
+cluster accepts it);
 map ``on``/``off`` to ``socket.on``/``off`` (handlers receive the event's
 single argument: the broadcast's ``data``, or the layout/content/device
 payload); map ``send``, ``sendLayoutUpdate``, ``sendContentSync``,
