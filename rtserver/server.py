@@ -138,11 +138,11 @@ def announce_generated_secret(config: Config) -> None:
     )
 
 
-def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
+def _gauges(engine: EngineServer, hub: Hub, guard: Guard) -> dict[str, dict[str, int]]:
     transports: dict[str, int] = {"polling": 0, "websocket": 0}
     for session in engine.sessions.values():
         transports[session.transport] += 1
-    return {"connections": transports, "sockets": hub.namespaces()}
+    return {"connections": transports, "sockets": hub.namespaces(), "tracked": guard.tracked()}
 
 
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -178,7 +178,8 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             presence.install(sio.builtins)
             sio.listeners.append(presence)
             engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
-            stats.bind_gauges(lambda: _gauges(engine, hub))
+            stats.bind_gauges(lambda: _gauges(engine, hub, guard))
+            nursery.start_soon(stats.watch_loop)
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
             retained = await Retained.load(store)
             if config.retention.latest or config.retention.inbox:

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ..http.messages import Response
-from ..metrics import Stats
+from ..metrics import Stats, count_tasks
 from ..presence import Presence
 from ..socketio.server import SocketIOServer
 from ..version import __version__
@@ -40,6 +40,8 @@ class StatusRoutes:
             "namespaces": namespaces,
             "rooms": rooms,
             "onlineUsers": len(self._presence.users.counts),
+            "tracked": self._sio.guard.tracked(),
+            "tasks": count_tasks(),
         }
 
     async def status(self, call: Call) -> Response:

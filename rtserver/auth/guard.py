@@ -80,6 +80,11 @@ class Guard:
     def release(self, request: Request) -> None:
         self._per_address.remove(remote_host(request))
 
+    def tracked(self) -> dict[str, int]:
+        """Remote addresses and users holding connection slots: both drop to
+        zero once every client has left (a leak check)."""
+        return {"addresses": len(self._per_address), "users": len(self._per_user)}
+
     # ------------------------------------------------------ socket level
     async def authenticate(self, socket: Socket) -> Identity:
         """Identify a connecting socket or raise :class:`Refusal`."""

@@ -70,3 +70,7 @@ class Tally:
         self._counts[key] -= 1
         if self._counts[key] <= 0:
             del self._counts[key]
+
+    def __len__(self) -> int:
+        """Keys with a live count."""
+        return len(self._counts)
