@@ -58,6 +58,7 @@ class ServerProcess:
         self.log = log
         #: Where this process's lines start in ``log`` (restarts append to it).
         self.log_start = log_start
+        self._scanned = log_start
 
     @property
     def pid(self) -> int:
@@ -109,23 +110,39 @@ class ServerProcess:
                 await trio.sleep(0.05)
 
     def problems(self) -> list[str]:
-        """Log lines at ERROR or above, tracebacks, and anything that is not a
-        log line of ours (what the interpreter prints when something escapes).
-        Needs ``server.log_format = "json"``."""
-        found = []
-        for raw in self.lines():
+        """Log lines at ERROR or above or with a traceback, and blocks of lines
+        that are not log lines of ours (what the interpreter prints when
+        something escapes: one entry per block, its last 30 lines), among the
+        lines not looked at by an earlier call.  Needs ``server.log_format = "json"``."""
+        with open(self.log, "rb") as f:
+            f.seek(self._scanned)
+            data = f.read()
+        complete, _, _ = data.rpartition(b"\n")
+        self._scanned += len(complete) + (1 if complete else 0)
+        found: list[str] = []
+        foreign: list[bytes] = []
+        for line in [*complete.splitlines(), b"{}"]:
             try:
-                entry = orjson.loads(raw)
+                entry = orjson.loads(line)
             except orjson.JSONDecodeError:
-                found.append(raw.decode(errors="replace"))
+                foreign.append(line)
                 continue
+            if foreign:
+                found.append(b"\n".join(foreign[-30:]).decode(errors="replace"))
+                foreign = []
             if not isinstance(entry, dict) or entry.get("level") in ("error", "critical") or "exc" in entry:
-                found.append(raw.decode(errors="replace"))
+                found.append(line.decode(errors="replace"))
         return found
 
-    def fds(self) -> int:
-        """Open file descriptors of the process."""
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+    def fds(self) -> dict[str, str]:
+        """Open file descriptors of the process: number -> what it is."""
+        found = {}
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                found[fd] = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue  # closed meanwhile
+        return found
 
     def rss(self) -> int:
         """Resident memory in bytes."""
