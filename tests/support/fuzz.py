@@ -24,6 +24,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -406,7 +407,7 @@ async def polling(rng: random.Random, env: Env) -> None:
                     body = inputs.polling_body(rng, env.vocab)
                 await exchange(env, "POST", target, body)
             elif roll < 0.75:
-                nursery.start_soon(exchange, env, "GET", target, b"", 0.5)
+                nursery.start_soon(partial(exchange, env, "GET", target, idle=0.5))
             elif roll < 0.85:
                 bad = pick(rng, (target.replace("polling", "websocket"), target + "&EIO=3", target.replace(sid, sid[:-1]),
                                  target.replace("EIO=4", "EIO=4&EIO=3")))
@@ -440,7 +441,7 @@ async def upgrade(rng: random.Random, env: Env) -> None:
     if socket is None:
         return
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(exchange, env, "GET", target, b"", 1.0)
+        nursery.start_soon(partial(exchange, env, "GET", target, idle=1.0))
         steps = pick(rng, (["2probe", "5"], ["2probe"], ["5"], ["2probe", "2probe", "5"], ["3probe", "5"], ["2probe", "6", "5"]))
         for step in steps:
             await socket.send_text(step)
