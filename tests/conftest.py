@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from support.process import kill_started
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
@@ -80,3 +81,11 @@ async def run_node(script: str, *args: str, timeout: float = 30, env: dict[str, 
 @pytest.fixture
 def node() -> Callable[..., Awaitable[NodeResult]]:
     return run_node
+
+
+@pytest.fixture
+def spawned() -> Any:
+    """Kill every ``rtserver serve`` process (support.process) a test started,
+    even when it failed midway."""
+    yield
+    kill_started()

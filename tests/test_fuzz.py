@@ -44,8 +44,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.fuzz import Case, Env, Findings, run_case
 from support.fuzz_inputs import vocabulary
 from support.interactive import NodeClient, spawn
-from support.process import ServerProcess, kill_started, shipped_tables, write_config
+from support.process import ServerProcess, shipped_tables, write_config
 from support.wire import request
+
+pytestmark = pytest.mark.usefixtures("spawned")
 
 SECRET = "fuzz-secret-0123456789-abcdefghijklmnop"
 API_KEY = "fuzz-api-key"
@@ -70,12 +72,6 @@ def fuzz_tables(data_dir: Path) -> dict[str, Any]:
         presence={"grace": 0.5},
         recovery={"max_disconnection": 5.0},
     )
-
-
-@pytest.fixture(autouse=True)
-async def spawned():
-    yield
-    await kill_started()
 
 
 def say(request: pytest.FixtureRequest, text: str) -> None:

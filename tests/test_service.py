@@ -21,9 +21,9 @@ import trustme
 from conftest import CLIENTS
 from socketio import exceptions as socketio_exceptions
 from support.clients import API_KEY, LiveClient, http
-from support.process import ServerProcess, kill_started
+from support.process import ServerProcess
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("spawned")]
 
 
 def write_config(tmp_path: Path, port: int = 0, **sections: dict[str, Any]) -> Path:
@@ -37,13 +37,6 @@ def write_config(tmp_path: Path, port: int = 0, **sections: dict[str, Any]) -> P
     path = tmp_path / "config.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-@pytest.fixture(autouse=True)
-async def spawned():
-    """Kill every server process a test started, even when it failed midway."""
-    yield
-    await kill_started()
 
 
 async def wait_listening(port: int, timeout: float = 15) -> None:

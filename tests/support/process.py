@@ -49,7 +49,7 @@ def write_config(path: Path, tables: dict[str, Any]) -> Path:
 
 class ServerProcess:
     """One ``rtserver serve`` process; every one started is killed by
-    :func:`kill_started` (the ``spawned`` fixture) whatever the test did."""
+    :func:`kill_started` (the ``spawned`` fixtures) whatever the test did."""
 
     started: ClassVar[list[trio.Process]] = []
 
@@ -165,11 +165,21 @@ class ServerProcess:
             return await self.process.wait()
 
 
-async def kill_started() -> None:
-    """Kill every process started through :class:`ServerProcess` (or added to
-    its ``started`` list) that is still running."""
+def kill_started() -> None:
+    """``kill -9`` every process started through :class:`ServerProcess` (or
+    added to its ``started`` list) that still runs.  Synchronous, for a plain
+    fixture: an async fixture's teardown does not run when a trio test fails
+    with an error from its nursery, and the servers would outlive the test.
+    (Outside trio a :class:`trio.Process` cannot be asked about its state, so
+    the pid is checked to still run the same command line.)"""
     for process in ServerProcess.started:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        try:
+            with open(f"/proc/{process.pid}/cmdline", "rb") as f:
+                running = f.read().split(b"\0")[:-1]
+            args = [os.fsencode(a) for a in process.args]
+            # A command run through ``sh -c 'exec "$@"'`` runs as its tail.
+            if running and args[-len(running) :] == running:
+                os.kill(process.pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone already
     ServerProcess.started.clear()
