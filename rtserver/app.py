@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .faults import report
 from .socketio.client import ConnectionRefused
 from .socketio.socket import Socket
 
@@ -102,9 +103,10 @@ class App:
         async def call() -> None:
             try:
                 await _maybe_await(handler(socket, reason))
-            except Exception:
-                log.exception("disconnect handler failed")
+            except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+                report(stats.faults, "event", "disconnect handler", sid=socket.sid)
 
+        stats = self._server.hub.stats
         self._server.nursery.start_soon(call)
 
     def bind(self, server: SocketIOServer | None) -> None:

@@ -20,7 +20,7 @@ _FANOUT_BUCKETS = (0, 1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, float("inf")
 _LATENCY_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, float("inf"))
 _LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, float("inf"))
 #: The label of each gauge ``bind_gauges`` reads (else "namespace").
-_GAUGE_LABELS = {"connections": "transport", "tracked": "kind"}
+_GAUGE_LABELS = {"connections": "transport", "counted": "kind"}
 #: Seconds between two looks at the event loop's lag.
 LAG_INTERVAL = 0.1
 
@@ -54,6 +54,8 @@ class Stats:
         self.messages_out = 0
         self.bytes_out = 0
         self.overflows = 0
+        #: Unexpected exceptions contained, by boundary (see rtserver.faults).
+        self.faults: Counter[str] = Counter()
         self.registry = CollectorRegistry(auto_describe=True)
         self.fanout = Histogram(
             "rtserver_fanout_recipients", "Sockets reached by one publish", buckets=_FANOUT_BUCKETS, registry=self.registry
@@ -112,6 +114,12 @@ class _Collector(Collector):
         yield CounterMetricFamily("rtserver_messages_sent", "Messages queued to sockets", value=s.messages_out)
         yield CounterMetricFamily("rtserver_bytes_sent", "Bytes of messages queued to sockets", value=s.bytes_out)
         yield CounterMetricFamily("rtserver_outbox_overflows", "Slow consumers disconnected", value=s.overflows)
+        faults = CounterMetricFamily(
+            "rtserver_faults", "Unexpected exceptions contained, by boundary", labels=["boundary"]
+        )
+        for boundary, count in s.faults.items():
+            faults.add_metric([boundary], count)
+        yield faults
         yield GaugeMetricFamily("rtserver_uptime_seconds", "Seconds since start", value=time.time() - s.started)
         yield GaugeMetricFamily("rtserver_tasks", "Trio tasks alive", value=count_tasks())
         for name, values in s._gauges().items():

@@ -11,6 +11,7 @@ tenantless identities are not tracked.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from .app import App
 from .auth.errors import Refusal
 from .auth.guard import Guard
 from .config import PresenceConfig
+from .faults import guarded
 
 if TYPE_CHECKING:
     from .socketio.socket import Socket
@@ -36,10 +38,13 @@ def iso(ts: float) -> str:
 class _Tracker:
     """Connection counts per key with a grace period before going offline."""
 
-    def __init__(self, grace: float, announce: Callable[[Key, str], None], nursery: trio.Nursery) -> None:
+    def __init__(
+        self, grace: float, announce: Callable[[Key, str], None], nursery: trio.Nursery, faults: Counter[str]
+    ) -> None:
         self._grace = grace
         self._announce = announce
         self._nursery = nursery
+        self._faults = faults
         self.counts: dict[Key, int] = {}
         self._leaving: dict[Key, trio.CancelScope] = {}
 
@@ -61,7 +66,7 @@ class _Tracker:
         self.counts.pop(key, None)
         scope = trio.CancelScope()
         self._leaving[key] = scope
-        self._nursery.start_soon(self._offline_after_grace, key, scope)
+        self._nursery.start_soon(guarded, self._faults, "presence offline", self._offline_after_grace, key, scope)
 
     async def _offline_after_grace(self, key: Key, scope: trio.CancelScope) -> None:
         with scope:
@@ -76,15 +81,22 @@ class _Tracker:
 
 class Presence:
     def __init__(
-        self, config: PresenceConfig, app: App, guard: Guard, store: Store | None, nursery: trio.Nursery
+        self,
+        config: PresenceConfig,
+        app: App,
+        guard: Guard,
+        store: Store | None,
+        nursery: trio.Nursery,
+        faults: Counter[str],
     ) -> None:
         self.config = config
+        self._faults = faults
         self._app = app
         self._guard = guard
         self._store = store
         self._nursery = nursery
-        self.users = _Tracker(config.grace, self._announce_user, nursery)
-        self.devices = _Tracker(config.grace, self._announce_device, nursery)
+        self.users = _Tracker(config.grace, self._announce_user, nursery, faults)
+        self.devices = _Tracker(config.grace, self._announce_device, nursery, faults)
         self._status_text: dict[Key, str] = {}
         self.last_seen: dict[Key, float] = {}
         self._device_owner: dict[Key, str] = {}
@@ -126,7 +138,9 @@ class Presence:
             self._app.emit(self.config.device_event, payload, to=f"tenant:{tenant}")
         if self._store is not None:
             owner = self._device_owner.get(key, "")
-            self._nursery.start_soon(self._store.save_device, device, tenant, owner, status, now)
+            self._nursery.start_soon(
+                guarded, self._faults, "device status write", self._store.save_device, device, tenant, owner, status, now
+            )
 
     # --------------------------------------------------------- queries
     def user_entry(self, tenant: str, user: str) -> dict[str, Any]:

@@ -203,6 +203,17 @@ class Recovery:
         if not (history or sessions or dropped):
             return
         keep_after = time.time() - self.config.max_disconnection
+        try:
+            await self._save(history, sessions, dropped, keep_after)
+        except BaseException:
+            # Not written: kept for the next flush (older first).
+            self._unsaved_history = history + self._unsaved_history
+            self._unsaved_sessions = {**sessions, **self._unsaved_sessions}
+            self._dropped = dropped + self._dropped
+            raise
+
+    async def _save(self, history: list[Any], sessions: dict[str, Any], dropped: list[Any], keep_after: float) -> None:
+        assert self._store is not None
         await self._store.save_recovery(
             [
                 (

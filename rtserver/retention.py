@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .config import RetentionConfig
+from .faults import report
 from .retained import Retained, Write
 
 if TYPE_CHECKING:
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from .socketio.socket import Socket
 
 log = logging.getLogger("rtserver.retention")
+
+
+class StoreFailed(Exception):
+    """What a publisher waited to see kept was not written."""
 
 _LATEST = "latest:"
 _INBOX = "inbox:"
@@ -41,6 +46,8 @@ class Retention:
         self._inbox = frozenset(config.inbox)
         self._send, self._receive = trio.open_memory_channel[Any](_QUEUE)
         self._sio = sio
+        #: Writes that failed so far (publishers waiting for theirs compare).
+        self._failures = 0
 
     def retains(self, event: str) -> bool:
         return event in self._latest or event in self._inbox
@@ -70,16 +77,26 @@ class Retention:
             log.error("retention: the store is far behind; an event was not written")
 
     async def flushed(self) -> None:
-        """Return once everything queued so far is in the store."""
+        """Return once everything queued so far is in the store; raise
+        :class:`StoreFailed` if a write queued before failed meanwhile."""
+        failures = self._failures
         done = trio.Event()
         await self._send.send(done.set)
         await done.wait()
+        if self._failures != failures:
+            raise StoreFailed("the store failed to keep a retained event")
 
     async def run(self) -> None:
+        """Write in order; a write that fails is reported and counted (the
+        publisher waiting in :meth:`flushed` hears of it), and the next goes on."""
         async for job in self._receive:
-            result = job()
-            if result is not None:
-                await result
+            try:
+                result = job()
+                if result is not None:
+                    await result
+            except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+                self._failures += 1
+                report(self._sio.hub.stats.faults, "background", "retention write")
 
     # ------------------------------------------------------------ replays
     def joined(self, socket: Socket, room: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import attrs
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -41,15 +42,19 @@ class Router:
 
     async def handle(self, request: Request) -> Response:
         if self._is_engine(request):
+            # Its own rules for every method (HEAD is not a poll: it would take frames).
             return await self._engine.handle_http(request)
+        if request.method == "HEAD":
+            # Answered as GET; the HTTP front sends the head only.
+            request = attrs.evolve(request, method="GET")
         if self._is_api(request):
             return await self._api.handle(request)
         if request.path == "/metrics":
             if request.method != "GET":
-                return error_response(405, "method_not_allowed", "use GET", [("Allow", "GET")])
+                return error_response(405, "method_not_allowed", "use GET", [("Allow", "GET, HEAD")])
             return Response(200, self._stats.render(), (), CONTENT_TYPE_LATEST)
         if request.path == "/healthz":
-            if request.method not in ("GET", "HEAD"):
+            if request.method != "GET":
                 return error_response(405, "method_not_allowed", "use GET", [("Allow", "GET, HEAD")])
             return json_response(200, {"status": "ok"})
         return error_response(404, "not_found", f"no route for {request.path}")

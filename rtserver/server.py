@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from .auth.guard import Guard
 from .auth.keys import KeyRing, KeySetupError, generated_secret_path
 from .config import Config, ConfigError
 from .engineio.server import EngineServer
+from .faults import supervise
 from .http.server import HttpServer
 from .hub import Hub
 from .metrics import Stats
@@ -142,7 +144,7 @@ def _gauges(engine: EngineServer, hub: Hub, guard: Guard) -> dict[str, dict[str,
     transports: dict[str, int] = {"polling": 0, "websocket": 0}
     for session in engine.sessions.values():
         transports[session.transport] += 1
-    return {"connections": transports, "sockets": hub.namespaces(), "tracked": guard.tracked()}
+    return {"connections": transports, "sockets": hub.namespaces(), "counted": guard.counted()}
 
 
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -174,7 +176,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
         async with _lingering_nursery(config.server.shutdown_grace) as handlers, trio.open_nursery() as nursery:
             sio = SocketIOServer(config.socketio, app, hub, guard, handlers, recovery)
             channels.install(sio.builtins, guard, config.channels)
-            presence = Presence(config.presence, app, guard, store, nursery)
+            presence = Presence(config.presence, app, guard, store, nursery, stats.faults)
             presence.install(sio.builtins)
             sio.listeners.append(presence)
             engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
@@ -186,11 +188,11 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
                 retention = Retention(config.retention, retained, sio)
                 sio.retention = retention
                 sio.listeners.append(retention)
-                nursery.start_soon(retention.run)
+                nursery.start_soon(supervise, stats.faults, "retention writer", retention.run)
             features.install_all(
                 features.Context(config, sio.builtins, app, sio, guard, presence, store, retained, api)
             )
-            http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats))
+            http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats), stats.faults)
             http.tls = tls
             app.bind(sio)
             accept_scope = trio.CancelScope()
@@ -203,14 +205,17 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
 
             await nursery.start(accept)
             if config.recovery.enabled:
-                nursery.start_soon(recovery.run)
+                nursery.start_soon(supervise, stats.faults, "recovery flush", recovery.run)
             scheme = "https" if tls else "http"
             log.info(
                 "listening",
                 extra={"fields": {"url": f"{scheme}://{config.server.host}:{port}", "paths": ",".join(config.engineio.paths)}},
             )
             systemd.notify(f"READY=1\nSTATUS=listening on port {port}")
-            nursery.start_soon(systemd.keep_alive, lambda: f"{len(engine.sessions)} connections")
+            nursery.start_soon(
+                supervise, stats.faults, "systemd watchdog",
+                functools.partial(systemd.keep_alive, lambda: f"{len(engine.sessions)} connections"),
+            )
             task_status.started(RunningServer(port, engine, sio, http, nursery.cancel_scope, accept_scope))
     finally:
         app.bind(None)

@@ -17,7 +17,7 @@ import orjson
 import pytest
 import trio
 import trio_websocket
-from support.wire import EIO, WAIT, Polling, RawWS, http
+from support.wire import EIO, WAIT, Polling, RawWS, Witness, http, request
 
 from rtserver import App
 
@@ -63,41 +63,6 @@ def parse_raw_response(data: bytes) -> tuple[int, dict[str, Any]]:
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, orjson.loads(body)
-
-
-class Witness:
-    """A well-behaved WebSocket client that must keep working throughout."""
-
-    def __init__(self, ws: trio_websocket.WebSocketConnection, sid: str) -> None:
-        self.ws = ws
-        self.sid = sid
-        self._ack = 0
-
-    @classmethod
-    async def connect(cls, nursery: trio.Nursery, port: int) -> Witness:
-        ws = await trio_websocket.connect_websocket_url(
-            nursery, f"ws://127.0.0.1:{port}{EIO}&transport=websocket"
-        )
-        opened = await ws.get_message()
-        assert opened.startswith("0{")
-        await ws.send_message("40")
-        connected = await ws.get_message()
-        assert connected.startswith("40{")
-        return cls(ws, orjson.loads(opened[1:])["sid"])
-
-    async def check(self, server) -> None:
-        """The witness's session is alive and an event round-trips."""
-        assert self.sid in server.engine.sessions
-        self._ack += 1
-        with trio.fail_after(WAIT):
-            await self.ws.send_message(f'42{self._ack}["echo","still here",{self._ack}]')
-            while True:
-                message = await self.ws.get_message()
-                if message == "2":
-                    await self.ws.send_message("3")
-                    continue
-                assert message == f'43{self._ack}["still here",{self._ack}]'
-                return
 
 
 async def wait_for(predicate, timeout: float = WAIT) -> None:
@@ -349,15 +314,35 @@ async def test_no_socketio_connect_is_closed(setup):
     assert reasons == {}
 
 
-async def test_partial_request_head_is_dropped(setup):
+async def test_partial_request_head_gets_408(setup):
     server, _, witness = await setup(http={"read_timeout": 0.3})
+    received = await raw(server.port, b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 12")
+    assert parse_raw_response(received) == (408, {"code": "request_timeout", "message": "request head not received in time"})
+    await witness.check(server)
+
+
+async def test_trickled_request_head_gets_408(setup):
+    """Slowloris: a byte at a time keeps the connection busy only for read_timeout."""
+    server, _, witness = await setup(http={"read_timeout": 0.5})
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    received = b""
     async with stream:
-        await stream.send_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 12")
         with trio.fail_after(3):
-            # Whatever it answers (if anything), the server closes the connection.
-            while await stream.receive_some(65536):
-                pass
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+                try:
+                    await stream.send_all(bytes([byte]))
+                except trio.BrokenResourceError:
+                    break
+                await trio.sleep(0.05)
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+    assert parse_raw_response(received)[0] == 408
+    await witness.check(server)
+
+
+async def test_idle_keepalive_connection_closes_without_answer(setup):
+    server, _, witness = await setup(http={"keepalive_timeout": 0.3})
+    assert await raw(server.port, b"") == b""
     await witness.check(server)
 
 
@@ -404,4 +389,169 @@ async def test_peer_reset_mid_request(setup):
     stream.socket.setsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_LINGER, struct.pack("ii", 1, 0))
     await stream.aclose()
     await trio.sleep(0.1)
+    await witness.check(server)
+
+
+# ------------------------------------------------------------- HEAD
+async def head_and_get(port: int, target: str) -> tuple[tuple[int, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]:
+    return await request(port, "HEAD", target), await request(port, "GET", target)
+
+
+@pytest.mark.parametrize("target", ["/healthz", "/metrics", "/api/v1/status", "/no/such/route", "/"])
+async def test_head_is_answered_like_get_without_a_body(setup, target):
+    server, _, witness = await setup()
+    (head_status, head_headers, head_body), (status, headers, body) = await head_and_get(server.port, target)
+    assert head_status == status and head_body == b""
+    if target != "/metrics":  # the metrics text changes between the two requests
+        assert int(head_headers["content-length"]) == len(body) > 0
+    assert head_headers["content-type"] == headers["content-type"]
+    await witness.check(server)
+
+
+async def test_head_on_the_engineio_path(setup):
+    """A handshake must be a GET (as the reference answers); a HEAD for a
+    session is refused without touching it (it would take a poll's frames)."""
+    server, _, witness = await setup()
+    status, headers, body = await request(server.port, "HEAD", f"{EIO}&transport=polling")
+    assert (status, body) == (400, b"") and int(headers["content-length"]) == len(b'{"code":2,"message":"Bad handshake method"}')
+    client = await Polling(server.port).open()
+    status, _, body = await request(server.port, "HEAD", client.target)
+    assert (status, body) == (400, b"")
+    assert client.sid in server.engine.sessions
+    assert await client.post(b'421["echo","after head"]') == (200, b"ok")
+    assert await client.get() == (200, b'431["after head"]')
+    await witness.check(server)
+
+
+async def test_raw_head_then_pipelined_get(setup):
+    """The 30 bytes that used to end the process, then a GET on the same
+    connection: both answered, no body bytes in between."""
+    server, _, witness = await setup()
+    received = await raw(
+        server.port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    first, _, rest = received.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 404")
+    assert parse_raw_response(rest) == (200, {"status": "ok"})
+    await witness.check(server)
+
+
+# ------------------------------------------------ connection counting
+async def test_refusals_release_their_connection_counts(setup, nursery):
+    """Every way a new connection is refused or ends gives its per-address
+    count back: with a cap of 3, twenty refusals of each kind, then normal
+    connections still get in, and the counts are 0 once all have left."""
+    server, reasons, witness = await setup(
+        limits={"max_connections_per_address": 3, "handshake_burst": 10_000, "handshakes_per_second": 10_000},
+        engineio={"cors_origins": ["http://allowed.example"]},
+    )
+    upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"),
+               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]
+    ws = f"{EIO}&transport=websocket"
+    refusals = [
+        ("GET", ws, b"x", upgrade, 400),  # an upgrade request with a body
+        ("GET", ws, b"", upgrade[:2], 400),  # no key, no version
+        ("GET", ws, b"", [*upgrade, ("Origin", "http://evil.example")], 403),
+        ("GET", "/socket.io/?EIO=3&transport=websocket", b"", upgrade, 400),
+        ("GET", f"{EIO}&transport=polling", b"", [("Origin", "http://evil.example")], 403),
+        ("POST", f"{EIO}&transport=polling", b"40", [], 400),
+        ("HEAD", f"{EIO}&transport=polling", b"", [], 400),
+        ("GET", f"{EIO}&transport=polling&sid=nope", b"", [], 400),
+    ]
+    for method, target, body, headers, expected in refusals:
+        for _ in range(20):
+            status, _, _ = await request(server.port, method, target, body, headers, sized=None if body else ())
+            assert status == expected, (method, target, headers)
+    # Sessions that were admitted and then ended, in each way a client ends one.
+    for _ in range(10):
+        closed = await Polling(server.port).open()
+        assert await closed.post(b"1") == (200, b"ok")  # a close packet
+        broken = await RawWS.open(server.port)
+        await broken.stream.aclose()  # vanishes
+        await Polling(server.port).open(connect=False)  # never connects: ends at the connect timeout
+        await wait_for(lambda: len(server.engine.sessions) == 1 + 1)  # the witness, the unconnected one
+        for sid in [s for s in server.engine.sessions if s != witness.sid]:
+            server.engine.sessions[sid].abort("test over")
+        await wait_for(lambda: len(server.engine.sessions) == 1)
+    assert server.guard.counted() == {"sessionsByAddress": 1, "socketsByUser": 1}  # the witness
+    # The cap is still free: two more clients (3 with the witness) get in, a fourth does not.
+    first, second = await Polling(server.port).open(), await RawWS.open(server.port)
+    status, body = await http(server.port, "GET", f"{EIO}&transport=polling")
+    assert (status, orjson.loads(body)["code"]) == (429, "too_many_connections")
+    await first.post(b"1")
+    await second.stream.aclose()
+    await witness.ws.aclose()
+    await wait_for(lambda: not server.engine.sessions)
+    assert server.guard.counted() == {"sessionsByAddress": 0, "socketsByUser": 0}
+    status, body = await http(server.port, "GET", f"{EIO}&transport=polling")
+    assert status == 200 and body.startswith(b"0{")
+
+
+# ------------------------------------------------------- deep JSON
+def nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("levels", [100, 254, 2000])
+async def test_deep_json_is_refused_for_that_event(setup, levels):
+    """Past the nesting limit an event is refused in its ack, or with the
+    error event, and the socket goes on; never an error log."""
+    server, reasons, witness = await setup()
+    client = await RawWS.open(server.port)
+    await client.send_text(f'427["echo",{{"a":{nested(levels)}}}]')
+    message = "the payload nests arrays and objects deeper than 64 levels"
+    assert await client.recv_text() == "437" + orjson.dumps([{"error": {"code": "invalid_message", "message": message}}]).decode()
+    await client.send_text(f'42["echo",{nested(levels)}]')
+    event = "echo" if levels < 1000 else None  # beyond the parser's own depth the name is not known
+    expected = ["error", {"code": "invalid_message", "message": message, "event": event}]
+    assert orjson.loads((await client.recv_text())[2:]) == expected
+    await client.send_text(f'428["echo",{nested(62)}]')  # within the limit (the event's array is one more)
+    assert (await client.recv_text()).startswith("438[")
+    assert reasons == {}
+    await witness.check(server)
+
+
+async def test_deep_json_in_an_api_body(setup):
+    server, _, witness = await setup(auth={"enabled": False, "api_keys": ["k" * 32]})
+    body = orjson.dumps({"event": "x", "broadcast": True}).replace(b"}", b', "data": ' + nested(300).encode() + b"}")
+    status, _, answer = await request(server.port, "POST", "/api/v1/emit", body, [("X-API-Key", "k" * 32)])
+    assert (status, orjson.loads(answer)) == (400, {"code": "invalid_body", "message": "the payload nests arrays and objects deeper than 64 levels"})
+    await witness.check(server)
+
+
+# ----------------------------------------- a batch after a malformed packet
+class ReceivedEvents:
+    """An observer keeping the arguments of every client event handled."""
+
+    def __init__(self) -> None:
+        self.args: list[list[Any]] = []
+
+    def received(self, socket, event, args):
+        self.args.append(args)
+
+    def sent(self, namespace, event, args, rooms):
+        pass  # only what came in matters here
+
+    def joined(self, socket, room):
+        pass
+
+    def left(self, socket, room):
+        pass
+
+
+async def test_frames_after_a_malformed_packet_are_dropped(setup, caplog):
+    """A polling payload: a valid event, a malformed packet, another event.
+    The first is handled, the session ends at the second, the third is
+    never read (one protocol error logged, not two)."""
+    server, reasons, witness = await setup()
+    seen = ReceivedEvents()
+    server.sio.observers.append(seen)
+    client = await Polling(server.port).open()
+    assert await client.post(b'421["echo","before"]\x1e4garbage\x1e422["echo","after"]') == (200, b"ok")
+    await wait_for(lambda: client.socket_sid in reasons)
+    assert seen.args == [["before"]]
+    # The session ended with the malformed packet (what it had queued is dropped).
+    assert (await client.get())[0] == 400
+    errors = [r for r in caplog.records if r.getMessage().startswith("protocol error") and client.sid in str(r.__dict__)]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
     await witness.check(server)

@@ -431,6 +431,9 @@ async def test_bad_messages_answered_to_sender_only(start_server: StartServer, n
         {"emit": []},
         {"emit": ['{"type":"REQUEST","requestId":"r7","action":"ping"}', "extra"]},
         {"emit": [{"type": "REQUEST", "requestId": "big", "action": "echo", "data": "y" * 2000}]},
+        # Nested past the server's limit: as a string holding the envelope, and as an object.
+        {"emit": [json.dumps({"type": "REQUEST", "requestId": "d1", "action": "echo", "data": deep(300)})]},
+        {"emit": [{"type": "REQUEST", "requestId": "d2", "action": "echo", "data": deep(300)}]},
         {"request": {"requestId": "s1", "action": "subscribeArtifact", "data": {"artifactId": ""}}},
         {"request": {"requestId": "s2", "action": "subscribeArtifact", "data": ["art"]}},
         {"request": {"requestId": "obj", "action": "echo", "data": 1}, "asObject": True},
@@ -454,8 +457,10 @@ async def test_bad_messages_answered_to_sender_only(start_server: StartServer, n
         (None, "INVALID_MESSAGE"), (None, "INVALID_MESSAGE"), (None, "INVALID_MESSAGE"), ("r2", "INVALID_MESSAGE"),
         ("r3", "INVALID_MESSAGE"), ("r4", "INVALID_MESSAGE"), (None, "INVALID_MESSAGE"), (None, "MESSAGE_TOO_LARGE"),
         (None, "INVALID_MESSAGE"), (None, "INVALID_MESSAGE"), (None, "INVALID_MESSAGE"), (None, "MESSAGE_TOO_LARGE"),
-        ("s1", "INVALID_MESSAGE"), ("s2", "INVALID_MESSAGE"),
+        (None, "INVALID_MESSAGE"), (None, "INVALID_MESSAGE"), ("s1", "INVALID_MESSAGE"), ("s2", "INVALID_MESSAGE"),
     ], mallory
+    too_deep = [v["error"]["message"] for v in values if v["type"] == "ERROR"][12:14]
+    assert too_deep == ["the payload nests arrays and objects deeper than 64 levels"] * 2, too_deep
     # An object request is answered with an object; an ack gets the envelope too.
     [obj] = [m for m in mallory.of("message") if m["value"].get("requestId") == "obj"]
     assert obj["form"] == "object" and obj["value"]["data"] == 1
@@ -466,6 +471,14 @@ async def test_bad_messages_answered_to_sender_only(start_server: StartServer, n
     # bob saw only his own answers.
     assert [(m["value"]["type"], m["value"].get("action")) for m in results["bob"].of("message")] == [
         ("ERROR", "someAction"), ("RESPONSE", "ping")]
+
+
+def deep(levels: int) -> list[Any]:
+    """A list nested ``levels`` deep."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
 
 
 async def test_rate_limited_is_an_error_envelope(start_server: StartServer, node: Node) -> None:

@@ -139,6 +139,9 @@ async def test_bad_input_gets_an_error_for_that_client_only(start_server: Any, n
         ("sendBookingUpdate({ bookingId: '1', participants: [{}] })", "invalid_payload"),
         ("sendBookingUpdate('456')", "invalid_payload"),
         ("void socket.emit('typing')", "bad_arguments"),
+        # Nested past what the server takes (orjson could not even re-encode 254 levels).
+        ("sendTyping({ userId: 'ana', a: JSON.parse('['.repeat(254) + ']'.repeat(254)) })", "invalid_message"),
+        ("sendBookingUpdate({ bookingId: '1', a: JSON.parse('['.repeat(300) + ']'.repeat(300)) })", "invalid_message"),
     ]
     for js, _ in bad:
         await mallory.run(js)
@@ -147,6 +150,8 @@ async def test_bad_input_gets_an_error_for_that_client_only(start_server: Any, n
     assert all(e.get("event") for e in mallory.errors())
     # With an ack the refusal is in the ack.
     assert (await mallory.run("ack('updateStatus', 7)"))["error"]["code"] == "invalid_status"
+    deep = await mallory.run("ack('typing', { a: JSON.parse('['.repeat(254) + ']'.repeat(254)) })")
+    assert deep["error"] == {"code": "invalid_message", "message": "the payload nests arrays and objects deeper than 64 levels"}
     # Nothing reached ana, and mallory's socket still works.
     await mallory.run("sendTyping({ userId: 'ana' })")
     assert (await ana.event("userTyping"))["userId"] == "mallory"

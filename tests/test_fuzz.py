@@ -15,8 +15,8 @@ long-polling) stay connected and ask for acks, and /healthz is asked every
 
 The test fails on: the process ending; /healthz not answering within 1 s; a
 canary disconnected or an ack late; an ERROR line or a traceback in the
-server's log; a 5xx answer or a 1011 close; connections, tracked addresses or
-users (/api/v1/status, /metrics) or file descriptors (/proc/PID/fd) not back
+server's log; a 5xx answer or a 1011 close; connections or what the caps count
+(/api/v1/status, /metrics) or file descriptors (/proc/PID/fd) not back
 to where they were once every fuzz client is gone; a fuzz address locked out.
 
 Environment:
@@ -97,7 +97,7 @@ async def gauges(port: int) -> dict[str, Any]:
     for family in text_string_to_metric_families(text.decode()):
         if family.name == "rtserver_connections":
             connections = sum(sample.value for sample in family.samples)
-    return {"connections": status["connections"]["total"], "metrics": connections, "tracked": status["tracked"]}
+    return {"connections": status["connections"]["total"], "metrics": connections, "counted": status["counted"]}
 
 
 class Watch:
@@ -156,8 +156,8 @@ async def test_fuzz(tmp_path: Path, nursery: trio.Nursery, request: pytest.Fixtu
     }), name="canary")
     await canary.expect(lambda e: e["type"] in ("ready", "problem"))
     assert canary.lines[-1]["type"] == "ready", canary.lines
-    # The two canaries' connections, from one address, of one user.
-    baseline = {"connections": 2, "metrics": 2.0, "tracked": {"addresses": 1, "users": 1}}
+    # The two canaries' connections (one address, one user).
+    baseline = {"connections": 2, "metrics": 2.0, "counted": {"sessionsByAddress": 2, "socketsByUser": 2}}
     assert await settled(port, baseline, deadline=5) == baseline
 
     findings = Findings()
@@ -193,7 +193,7 @@ async def test_fuzz(tmp_path: Path, nursery: trio.Nursery, request: pytest.Fixtu
     stats = [e for e in canary.lines if e["type"] == "stats"][-1]
     if server.running():
         # With every client gone, the server holds what it held before the first.
-        empty = {"connections": 0, "metrics": 0.0, "tracked": {"addresses": 0, "users": 0}}
+        empty = {"connections": 0, "metrics": 0.0, "counted": {"sessionsByAddress": 0, "socketsByUser": 0}}
         after = await settled(port, empty, deadline=SETTLE)
         if after != empty:
             findings.add(f"not back to zero once every client left: {after}")

@@ -15,6 +15,7 @@ from ..auth.errors import Refusal
 from ..auth.guard import Guard
 from ..auth.identity import Identity
 from ..http.messages import Request, Response, error_response, json_response
+from ..jsonlimits import TooDeep, loads
 from ..validation import describe, strict_converter
 
 T = TypeVar("T")
@@ -40,9 +41,11 @@ def parse_body(request: Request, kind: type[T]) -> T:
     if not request.body:
         raise ApiError(400, "invalid_body", "a JSON body is required")
     try:
-        data = orjson.loads(request.body)
+        data = loads(request.body)
     except orjson.JSONDecodeError:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    except TooDeep as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     try:

@@ -15,6 +15,7 @@ import attrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from ..http.messages import Response
+from ..retention import StoreFailed
 from ..socketio.server import SocketIOServer
 from .common import CONVERTER, ApiError, Call, ok, parse_body
 
@@ -119,7 +120,10 @@ class PublishRoutes:
         """Answer only once retained events are in the store ([retention])."""
         retention = self._sio.retention
         if retention is not None and any(retention.retains(b.event) for b in bodies):
-            await retention.flushed()
+            try:
+                await retention.flushed()
+            except StoreFailed as exc:
+                raise ApiError(503, "store_unavailable", f"{exc}; the event was delivered to connected sockets only") from None
 
     async def batch(self, call: Call) -> Response:
         body: BatchRequest = parse_body(call.request, BatchRequest)

@@ -40,7 +40,7 @@ class StatusRoutes:
             "namespaces": namespaces,
             "rooms": rooms,
             "onlineUsers": len(self._presence.users.counts),
-            "tracked": self._sio.guard.tracked(),
+            "counted": self._sio.guard.counted(),
             "tasks": count_tasks(),
         }
 

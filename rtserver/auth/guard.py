@@ -80,10 +80,10 @@ class Guard:
     def release(self, request: Request) -> None:
         self._per_address.remove(remote_host(request))
 
-    def tracked(self) -> dict[str, int]:
-        """Remote addresses and users holding connection slots: both drop to
-        zero once every client has left (a leak check)."""
-        return {"addresses": len(self._per_address), "users": len(self._per_user)}
+    def counted(self) -> dict[str, int]:
+        """What the connection caps count now: Engine.IO sessions by address,
+        sockets by user (both back to 0 when every client has left)."""
+        return {"sessionsByAddress": self._per_address.total(), "socketsByUser": self._per_user.total()}
 
     # ------------------------------------------------------ socket level
     async def authenticate(self, socket: Socket) -> Identity:

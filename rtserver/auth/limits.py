@@ -71,6 +71,6 @@ class Tally:
         if self._counts[key] <= 0:
             del self._counts[key]
 
-    def __len__(self) -> int:
-        """Keys with a live count."""
-        return len(self._counts)
+    def total(self) -> int:
+        """Everything counted, over all keys (0 once every connection is gone)."""
+        return sum(self._counts.values())

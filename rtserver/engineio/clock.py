@@ -19,13 +19,13 @@ ticket lets go of its callback: a finished session is freed at once.
 from __future__ import annotations
 
 import heapq
-import logging
 import math
+from collections import Counter
 from collections.abc import Callable
 
 import trio
 
-log = logging.getLogger("rtserver.engineio")
+from ..faults import report
 
 #: Dead bookings tolerated before the heap may be rebuilt without them.
 _COMPACT_MIN = 1024
@@ -61,7 +61,9 @@ class Ticket:
 
 
 class Clock:
-    def __init__(self) -> None:
+    def __init__(self, faults: Counter[str] | None = None) -> None:
+        #: Where failed callbacks are counted (see rtserver.faults).
+        self._faults: Counter[str] = faults if faults is not None else Counter()
         self._heap: list[tuple[float, Ticket]] = []
         #: Bookings in the heap that will be skipped (superseded or cancelled).
         self._dead = 0
@@ -114,9 +116,9 @@ class Clock:
             ticket.at = None
             try:
                 again = ticket.due()
-            except Exception:
+            except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
                 # One session's failure must not stop every other heartbeat.
-                log.exception("timer callback failed")
+                report(self._faults, "clock", "timer callback")
                 continue
             if again is not None:
                 self.book(ticket, again)

@@ -13,6 +13,7 @@ import trio
 
 from ..auth.errors import Refusal
 from ..config import EngineIOConfig
+from ..faults import supervise
 from ..http.messages import Request, Response, json_response
 from ..http.stream import ConnectionStream
 from ..metrics import Stats
@@ -57,8 +58,8 @@ class EngineServer:
         self._nursery = nursery
         self.sessions: dict[str, Session] = {}
         #: Keeps every session's heartbeat and timers (one task for all).
-        self.clock = Clock()
-        nursery.start_soon(self.clock.run)
+        self.clock = Clock(self.stats.faults)
+        nursery.start_soon(supervise, self.stats.faults, "clock", self.clock.run)
         self._open_packet_fields = {
             "upgrades": ["websocket"],
             "pingInterval": int(config.ping_interval * 1000),

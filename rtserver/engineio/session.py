@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from ..config import EngineIOConfig
+from ..faults import report
 from ..http.messages import Request
 from ..http.stream import ConnectionStream
 from . import packets
@@ -233,6 +234,12 @@ class Session:
             self._arrived.set()  # a waiting poll answers with CLOSE
         self._end()
 
+    def _fault(self, what: str) -> None:
+        """Contain an unexpected exception (call from ``except``): report it,
+        end this session alone (WebSocket close 1011)."""
+        report(self.server.stats.faults, "session", what, sid=self.sid, remote=self.request.remote)
+        self.abort("internal error", ws_code=1011)
+
     def _end(self) -> None:
         """The session is over: stop its tasks now (:meth:`run` cleans up)."""
         self._ended = True
@@ -256,8 +263,14 @@ class Session:
             await self._receive_packet(packets.decode_text(frame))
 
     async def _to_handler(self, data: str | bytes) -> None:
-        if self.handler is not None:  # None once the session is over
+        # Nothing more is read once the session is over, or ending: after a
+        # malformed packet, the frames that came with it are dropped unread.
+        if self.handler is None or self._ended:
+            return
+        try:
             await self.handler.message(data)
+        except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+            self._fault("Socket.IO message")
 
     async def _receive_packet(self, packet: packets.Packet) -> None:
         if packet.type is PacketType.MESSAGE:
@@ -276,6 +289,8 @@ class Session:
         stats = self.server.stats
         stats.bytes_in += len(body)
         for packet in packets.decode_payload(body):
+            if self._ended:
+                break  # ended by an earlier packet of this payload
             stats.messages_in += 1
             await self._receive_packet(packet)
 
@@ -459,59 +474,78 @@ class Session:
         """Serve the session until it closes; cleans up however it ends."""
         self.handler = handler
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._next_ping = trio.current_time() + self._config.ping_interval
-                self.server.clock.book(self._ticket, self._next_ping)
-                ws = self._ws
-                if ws is None:
-                    self._attached = trio.Event()
-                else:
-                    self.transport = "websocket"
-                    self._wire = ws.stream
-                    self._start_writer()
-                handler.opened()
-                task_status.started()
-                if ws is None and not self._ended:
-                    await self._attached.wait()  # long-polling until an upgrade
-                    self._attached = None
-                    ws = self._ws
-                if not self._ended:
-                    await self._ws_reader(ws)
-                nursery.cancel_scope.cancel()
+            await self._serve(handler, task_status)
+        except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+            self._fault("Engine.IO session")
         finally:
-            if self.close_reason is None:
-                self.close_reason = "server shutting down"
-                self._ws_close_code = 1001
-            self._closing = True
-            self._ended = True
-            self._ticket.cancel()
-            self._outbox = None
-            with trio.CancelScope(shield=True):
+            await self._cleanup(handler)
+
+    async def _serve(self, handler: SessionHandler, task_status: Any) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._next_ping = trio.current_time() + self._config.ping_interval
+            self.server.clock.book(self._ticket, self._next_ping)
+            ws = self._ws
+            if ws is None:
+                self._attached = trio.Event()
+            else:
+                self.transport = "websocket"
+                self._wire = ws.stream
+                self._start_writer()
+            handler.opened()
+            task_status.started()
+            if ws is None and not self._ended:
+                await self._attached.wait()  # long-polling until an upgrade
+                self._attached = None
+                ws = self._ws
+            if not self._ended:
+                await self._ws_reader(ws)
+            nursery.cancel_scope.cancel()
+
+    async def _cleanup(self, handler: SessionHandler) -> None:
+        """However the session ended: close, forget, tell the layer above.
+
+        Shielded, and contained step by step: the layer above is told even
+        when the close fails, and nothing raised here leaves the session.
+        """
+        if self.close_reason is None:
+            self.close_reason = "server shutting down"
+            self._ws_close_code = 1001
+        self._closing = True
+        self._ended = True
+        self._ticket.cancel()
+        self._outbox = None
+        with trio.CancelScope(shield=True):
+            try:
                 if self._ws is not None:
                     await self._ws.close(self._ws_close_code, self.close_reason)
-                self.server.forget(self)
+            except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+                report(self.server.stats.faults, "session", "WebSocket close", sid=self.sid)
+            self.server.forget(self)
+            try:
                 handler.closed(self.close_reason)
-                # Nothing here refers back to the session once it is over, so
-                # it is freed when its last user lets go, not by a full
-                # garbage collection (long-lived objects wait for those).
-                self.handler = None
-                self._nursery = None
-                self._over = True
-                if self._finished is not None:
-                    self._finished.set()
-                log.info(
-                    "connection closed",
-                    extra={
-                        "fields": {
-                            "sid": self.sid,
-                            "transport": self.transport,
-                            "remote": self.request.remote,
-                            "reason": self.close_reason,
-                            "duration": round(time.monotonic() - self.opened_at, 3),
-                        }
-                    },
-                )
+            except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+                report(self.server.stats.faults, "session", "Socket.IO close", sid=self.sid)
+            # Nothing here refers back to the session once it is over, so
+            # it is freed when its last user lets go, not by a full
+            # garbage collection (long-lived objects wait for those).
+            self.handler = None
+            self._nursery = None
+            self._over = True
+            if self._finished is not None:
+                self._finished.set()
+            log.info(
+                "connection closed",
+                extra={
+                    "fields": {
+                        "sid": self.sid,
+                        "transport": self.transport,
+                        "remote": self.request.remote,
+                        "reason": self.close_reason,
+                        "duration": round(time.monotonic() - self.opened_at, 3),
+                    }
+                },
+            )
 
     def use_websocket(self, ws: WebSocket) -> None:
         """For a session opened directly over WebSocket: set before :meth:`run`."""

@@ -126,7 +126,9 @@ from ..app import App
 from ..auth import tokens
 from ..auth.errors import Refusal
 from ..auth.identity import Identity
+from ..faults import report
 from ..http.messages import Response
+from ..jsonlimits import TooDeep, loads
 from ..socketio.packets import Packet, PacketType
 from ..socketio.socket import Socket, to_frames
 
@@ -496,9 +498,11 @@ class Actions:
             if len(raw) > limit:  # characters: a cheap bound before any parsing
                 return _error(None, "MESSAGE_TOO_LARGE", f"messages are at most {limit} bytes")
             try:
-                raw = orjson.loads(raw)
+                raw = loads(raw)
             except orjson.JSONDecodeError:
                 return _error(None, "INVALID_MESSAGE", "the message is not valid JSON")
+            except TooDeep as exc:
+                return _error(None, "INVALID_MESSAGE", str(exc))
         elif isinstance(raw, dict):
             try:
                 size = len(orjson.dumps(raw))
@@ -564,8 +568,8 @@ class Actions:
             return _error(request_id, exc.code, exc.message, name)
         except Refusal as exc:
             return _error(request_id, exc.code.upper(), exc.message, name)
-        except Exception:
-            log.exception("action %r failed", name, extra={"fields": {"sid": socket.sid}})
+        except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+            report(self.ctx.sio.hub.stats.faults, "event", f"action {name!r}", sid=socket.sid)
             return _error(request_id, "INTERNAL_ERROR", f"{name!r} failed", name)
         return {"type": "RESPONSE", "requestId": request_id, "action": name, "data": result}
 
@@ -597,9 +601,11 @@ class Actions:
         if len(answer) > s.max_forward_bytes:
             raise ActionError("BACKEND_ERROR", "the back end's answer is too large")
         try:
-            payload = orjson.loads(answer) if answer.strip() else None
+            payload = loads(answer) if answer.strip() else None
         except orjson.JSONDecodeError:
             raise ActionError("BACKEND_ERROR", "the back end's answer is not JSON") from None
+        except TooDeep as exc:
+            raise ActionError("BACKEND_ERROR", f"the back end's answer: {exc}") from None
         if 200 <= status < 300:
             return payload
         error = payload

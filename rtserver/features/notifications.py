@@ -51,6 +51,7 @@ from attrs import validators as v
 
 from ..api.common import ApiError, Call, caller_tenant, ok, parse_body
 from ..auth.errors import Refusal
+from ..faults import guarded
 from ..http.messages import Response
 from ..socketio.socket import Socket
 from . import Context
@@ -230,7 +231,7 @@ def install(ctx: Context, settings: Settings) -> None:
             draining.add(key)
             for event, payload in waiting:
                 socket.emit(event, payload)
-            ctx.sio.nursery.start_soon(drained, key)
+            ctx.sio.nursery.start_soon(guarded, ctx.sio.hub.stats.faults, "notifications drain", drained, key)
 
         def disconnected(self, socket: Socket, reason: str) -> None:
             """Nothing to do: pending notifications wait for the next connection."""

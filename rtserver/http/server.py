@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -18,6 +19,7 @@ import h11
 import trio
 
 from ..config import HttpConfig
+from ..faults import report
 from .messages import Request, Response, error_response
 from .stream import ConnectionStream
 
@@ -62,9 +64,11 @@ def _head_size(event: h11.Request) -> int:
 
 
 class HttpServer:
-    def __init__(self, config: HttpConfig, router: Router) -> None:
+    def __init__(self, config: HttpConfig, router: Router, faults: Counter[str] | None = None) -> None:
         self._config = config
         self._router = router
+        #: Where contained failures are counted (see rtserver.faults).
+        self._faults: Counter[str] = faults if faults is not None else Counter()
         #: The TLS context new connections use; replaced on reload.
         self.tls: ssl.SSLContext | None = None
 
@@ -98,7 +102,9 @@ class HttpServer:
                 raise _RequestTimeout
             conn.receive_data(data)
 
-    async def _send(self, conn: h11.Connection, stream: ConnectionStream, response: Response) -> None:
+    async def _send(self, conn: h11.Connection, stream: ConnectionStream, response: Response, head: bool = False) -> None:
+        """Write ``response``; for a HEAD request, its head only (the length
+        is the body's, as a GET would get it)."""
         headers = [
             ("Content-Type", response.content_type),
             ("Content-Length", str(len(response.body))),
@@ -108,7 +114,7 @@ class HttpServer:
             # The request body was not read to its end: the connection can't be reused.
             headers.append(("Connection", "close"))
         data = conn.send(h11.Response(status_code=response.status, headers=headers))
-        data += conn.send(h11.Data(data=response.body)) if response.body else b""
+        data += conn.send(h11.Data(data=response.body)) if response.body and not head else b""
         data += conn.send(h11.EndOfMessage())
         # An answer almost always fits the socket's buffer: then no scope, no lock.
         written = stream.write_nowait(data)
@@ -136,69 +142,102 @@ class HttpServer:
                 raise _ClientGone
 
     async def handle_connection(self, accepted: trio.abc.Stream) -> None:
+        """Serve one TCP connection; nothing that happens here leaves this task."""
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_bytes)
         remote = _peer(accepted)
-        tls = None if self.tls is None else trio.SSLStream(accepted, self.tls, server_side=True, https_compatible=True)
-        stream = ConnectionStream(accepted if tls is None else tls)
+        stream: ConnectionStream | None = None
         try:
+            tls = None if self.tls is None else trio.SSLStream(accepted, self.tls, server_side=True, https_compatible=True)
+            stream = ConnectionStream(accepted if tls is None else tls)
             if tls is not None:
                 with trio.move_on_after(self._config.read_timeout) as handshake:
                     await tls.do_handshake()
                 if handshake.cancelled_caught:
                     return
-            while True:
-                with trio.move_on_after(self._config.keepalive_timeout) as idle_scope:
-                    event = await self._next_event(conn, stream, idle_scope)
-                if idle_scope.cancelled_caught or isinstance(event, h11.ConnectionClosed):
-                    return
-                if not isinstance(event, h11.Request):
-                    raise _ClientGone
-                if _head_size(event) > self._config.max_header_bytes:
-                    # h11 only limits a head that arrives in pieces; one read may hold a whole one.
-                    await self._refuse(
-                        conn, stream, 431, "headers_too_large",
-                        f"request head is larger than {self._config.max_header_bytes} bytes",
-                    )
-                    return
-                try:
-                    request, response = await self._read_request(
-                        conn, stream, event, remote, trio.current_time() + self._config.read_timeout
-                    )
-                except _RequestTimeout:
-                    await self._refuse(conn, stream, 408, "request_timeout", "request not received in time")
-                    return
-                if request is not None and request.is_websocket_upgrade():
-                    upgraded = await self._upgrade(conn, stream, request)
-                    if upgraded is not None:
-                        # Only the WebSocket lives on: let the HTTP parser, its
-                        # buffers and the handler's partial go for the
-                        # connection's lifetime (only the coroutine is kept).
-                        del conn, event, request, response
-                        running = upgraded[0](upgraded[1])
-                        del upgraded
-                        await running
-                    return
-                if response is None:
-                    response = await self._router.handle(request)
-                await self._send(conn, stream, response)
-                if conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
+            await self._serve(conn, stream, remote)
         except h11.RemoteProtocolError as exc:
+            assert stream is not None
             status = exc.error_status_hint
             code = "headers_too_large" if status == 431 else "bad_request"
             await self._refuse(conn, stream, status, code, f"malformed HTTP request: {exc}")
         except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
             return  # the client is gone: nothing to answer
+        except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+            report(self._faults, "connection", "HTTP connection", remote=remote)
+            if stream is not None:
+                await self._refuse(conn, stream, 500, "internal_error", "the server failed to answer this request")
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await stream.aclose()
+                try:
+                    await (stream or accepted).aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # a TLS peer gone before the close_notify: closed all the same
 
-    async def _refuse(self, conn: h11.Connection, stream: ConnectionStream, status: int, code: str, message: str) -> None:
+    async def _serve(self, conn: h11.Connection, stream: ConnectionStream, remote: str) -> None:
+        """Answer requests one after another until the connection closes or upgrades."""
+        while True:
+            with trio.move_on_after(self._config.keepalive_timeout) as idle_scope:
+                event = await self._next_event(conn, stream, idle_scope)
+            if idle_scope.cancelled_caught:
+                if conn.trailing_data[0]:
+                    # Part of a head came, too slowly: say so (an idle connection just closes).
+                    await self._refuse(conn, stream, 408, "request_timeout", "request head not received in time")
+                return
+            if isinstance(event, h11.ConnectionClosed):
+                return
+            if not isinstance(event, h11.Request):
+                raise _ClientGone
+            head = event.method == b"HEAD"
+            if _head_size(event) > self._config.max_header_bytes:
+                # h11 only limits a head that arrives in pieces; one read may hold a whole one.
+                await self._refuse(
+                    conn, stream, 431, "headers_too_large",
+                    f"request head is larger than {self._config.max_header_bytes} bytes", head,
+                )
+                return
+            try:
+                request, response = await self._read_request(
+                    conn, stream, event, remote, trio.current_time() + self._config.read_timeout
+                )
+            except _RequestTimeout:
+                await self._refuse(conn, stream, 408, "request_timeout", "request not received in time", head)
+                return
+            if request is not None and request.is_websocket_upgrade():
+                upgraded = await self._upgrade(conn, stream, request)
+                if upgraded is not None:
+                    # Only the WebSocket lives on: let the HTTP parser, its
+                    # buffers and the handler's partial go for the
+                    # connection's lifetime (only the coroutine is kept).
+                    del conn, event, request, response
+                    running = upgraded[0](upgraded[1])
+                    del upgraded
+                    await running
+                return
+            if response is None:
+                response = await self._answer(request)
+            await self._send(conn, stream, response, head)
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
+
+    async def _answer(self, request: Request) -> Response:
+        """The route's answer; a route that fails answers 500 (and closes)."""
+        try:
+            return await self._router.handle(request)
+        except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+            report(self._faults, "request", "HTTP request", remote=request.remote, method=request.method, path=request.path)
+            return error_response(
+                500, "internal_error", "the server failed to answer this request", [("Connection", "close")]
+            )
+
+    async def _refuse(
+        self, conn: h11.Connection, stream: ConnectionStream, status: int, code: str, message: str, head: bool = False
+    ) -> None:
+        """A last answer before the connection closes, when one can still be sent."""
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         with contextlib.suppress(h11.LocalProtocolError, _ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._send(conn, stream, error_response(status, code, message, [("Connection", "close")]))
+            await self._send(conn, stream, error_response(status, code, message, [("Connection", "close")]), head)
 
     async def _read_request(
         self, conn: h11.Connection, stream: ConnectionStream, event: h11.Request, remote: str, deadline: float
@@ -217,13 +256,13 @@ class HttpServer:
         self, conn: h11.Connection, stream: ConnectionStream, request: Request
     ) -> tuple[Callable[[ConnectionStream], Awaitable[None]], ConnectionStream] | None:
         """The WebSocket handler and its stream, or None once refused over HTTP."""
+        if not isinstance(conn.next_event(), h11.EndOfMessage):
+            # Refused before the route sees it: nothing was admitted or counted.
+            await self._send(conn, stream, error_response(400, "bad_request", "unexpected body in upgrade request"))
+            return None
         handler = self._router.websocket_handler(request)
-        end = conn.next_event()
-        if isinstance(handler, Response) or not isinstance(end, h11.EndOfMessage):
-            refusal = handler if isinstance(handler, Response) else None
-            if refusal is None:
-                refusal = error_response(400, "bad_request", "unexpected body in upgrade request")
-            await self._send(conn, stream, refusal)
+        if isinstance(handler, Response):
+            await self._send(conn, stream, handler)
             return None
         trailing, _ = conn.trailing_data
         stream.push_back(bytes(trailing))

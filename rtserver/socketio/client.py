@@ -13,8 +13,9 @@ import trio
 from ..auth.errors import Refusal
 from ..engineio.clock import Ticket
 from ..engineio.session import Session
+from ..faults import report
 from ..recovery import RECOVERABLE
-from .packets import Decoder, Packet, PacketType, SocketProtocolError
+from .packets import Decoder, Packet, PacketType, PayloadTooDeep, SocketProtocolError
 from .socket import Socket, ack_args, to_frames
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ class Client:
     async def message(self, data: str | bytes) -> None:
         try:
             packet = self._decoder.feed(data)
+        except PayloadTooDeep as exc:
+            self._too_deep(exc.packet, str(exc))
+            return
         except SocketProtocolError as exc:
             log.info("protocol error: %s", exc, extra={"fields": {"sid": self.session.sid}})
             self.session.abort("parse error", ws_code=1002)
@@ -103,6 +107,20 @@ class Client:
         else:
             log.info("unexpected %s from client", packet.type.name, extra={"fields": {"sid": self.session.sid}})
             self.session.abort("parse error", ws_code=1002)
+
+    def _too_deep(self, packet: Packet, message: str) -> None:
+        """Refuse a packet nested too deeply (the session goes on)."""
+        log.info("refused: %s", message, extra={"fields": {"sid": self.session.sid, "type": packet.type.name}})
+        refusal = Refusal("invalid_message", message, 400)
+        if packet.type is PacketType.CONNECT:
+            self._refuse_connect(packet.namespace, refusal.code, refusal.connect_error())
+            return
+        socket = self.sockets.get(packet.namespace)
+        if socket is not None and packet.type is PacketType.EVENT:
+            # Beyond the parser's own depth the event's name is not known.
+            event = packet.data[0] if packet.data else None
+            socket.refuse(refusal, event if isinstance(event, str) else None, packet.id)
+        # An ack nested too deeply is dropped: the server's call times out.
 
     def busy(self) -> bool:
         return any(self._running.values())
@@ -146,6 +164,10 @@ class Client:
         except Refusal as refusal:
             self._refuse_connect(namespace, refusal.code, refusal.connect_error())
             return
+        except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+            report(self.server.hub.stats.faults, "event", "authentication", sid=self.session.sid)
+            self._refuse_connect(namespace, "internal_error", {"message": "Internal server error"})
+            return
         missed: list[tuple[Any, ...]] = []
         if recovery.enabled:
             restored = None
@@ -169,8 +191,8 @@ class Client:
             refused = refusal.code, refusal.connect_error()
         except ConnectionRefused as exc:
             refused = "refused", exc.payload()
-        except Exception:
-            log.exception("connect handler failed", extra={"fields": {"sid": self.session.sid}})
+        except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+            report(self.server.hub.stats.faults, "event", "connect handler", sid=self.session.sid)
             refused = "internal_error", {"message": "Internal server error"}
         if refused is not None or self.session.close_reason is not None:
             guard.detach(socket)
@@ -222,13 +244,15 @@ class Client:
         hold back later events; at most ``handler_concurrency`` run at once.
         """
         event, *args = packet.data
+        for observer in self.server.observers:
+            observer.received(socket, event, args)
         try:
             result = self._call_handler(socket, packet, event, args)
         except Refusal as refusal:
             socket.refuse(refusal, event, packet.id)
             return
-        except Exception:
-            log.exception("event handler failed", extra={"fields": {"sid": self.session.sid}})
+        except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+            self._handler_failed(socket, packet)
             return
         if result is _NO_HANDLER:
             return
@@ -266,6 +290,14 @@ class Client:
             raise Refusal("bad_arguments", f"wrong number of arguments for {event!r}", 400)
         return func(socket, *call_args)
 
+    def _handler_failed(self, socket: Socket, packet: Packet) -> None:
+        """A handler raised something unexpected (call from ``except``):
+        report it, and answer the event with ``internal_error``."""
+        event = packet.data[0]
+        report(self.server.hub.stats.faults, "event", "event handler", sid=self.session.sid, event=event)
+        if socket.connected:
+            socket.refuse(Refusal("internal_error", "the server failed to handle this event", 500), event, packet.id)
+
     def _ack(self, socket: Socket, packet: Packet, result: Any) -> None:
         if packet.id is not None and socket.connected:
             self.send_packet(Packet(PacketType.ACK, socket.namespace_name, ack_args(result), packet.id))
@@ -282,8 +314,8 @@ class Client:
                 self._ack(socket, packet, await pending)
             except Refusal as refusal:
                 socket.refuse(refusal, packet.data[0], packet.id)
-            except Exception:
-                log.exception("event handler failed", extra={"fields": {"sid": self.session.sid}})
+            except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+                self._handler_failed(socket, packet)
             finally:
                 assert self._handler_slots is not None
                 self._handler_slots.release()

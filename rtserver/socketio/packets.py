@@ -15,6 +15,8 @@ from typing import Any
 import attrs
 import orjson
 
+from ..jsonlimits import MAX_DEPTH, TooDeep, loads, too_deep_message
+
 
 class PacketType(enum.IntEnum):
     CONNECT = 0
@@ -28,6 +30,15 @@ class PacketType(enum.IntEnum):
 
 class SocketProtocolError(ValueError):
     """The peer sent something that is not a valid Socket.IO packet."""
+
+
+class PayloadTooDeep(SocketProtocolError):
+    """A well-formed packet whose JSON nests deeper than allowed: refused
+    (the client is told, in its ack or an error event), not a protocol error."""
+
+    def __init__(self, packet: Packet, limit: int) -> None:
+        super().__init__(too_deep_message(limit))
+        self.packet = packet
 
 
 #: Event names a client may not emit: the client library reserves them.
@@ -106,8 +117,11 @@ def _valid_payload(ptype: PacketType, data: Any) -> bool:
     return isinstance(data, list)  # ACK, BINARY_ACK
 
 
-def decode_text(text: str) -> tuple[Packet, int]:
-    """Decode the text part of a packet; returns it and its attachment count."""
+def decode_text(text: str, max_depth: int = MAX_DEPTH) -> tuple[Packet, int]:
+    """Decode the text part of a packet; returns it and its attachment count.
+
+    A valid packet nested deeper than ``max_depth`` raises :class:`PayloadTooDeep`.
+    """
     if not text:
         raise SocketProtocolError("empty packet")
     if not "0" <= text[0] <= "6":
@@ -139,11 +153,16 @@ def decode_text(text: str) -> tuple[Packet, int]:
         ack_id = int(text[i:j])
         i = j
     data = None
+    deep = False
     if i < n:
         try:
-            data = orjson.loads(text[i:])
+            data = loads(text[i:], max_depth)
         except orjson.JSONDecodeError:
             raise SocketProtocolError("invalid JSON payload") from None
+        except TooDeep as exc:
+            if exc.value is None:  # deeper than the parser goes: the event is not known
+                raise PayloadTooDeep(Packet(ptype, namespace, None, ack_id), max_depth) from None
+            data, deep = exc.value, True
     if not _valid_payload(ptype, data):
         raise SocketProtocolError(f"invalid payload for {ptype.name}")
     if ack_id is not None and ptype not in (
@@ -155,7 +174,10 @@ def decode_text(text: str) -> tuple[Packet, int]:
         raise SocketProtocolError(f"{ptype.name} carries no ack id")
     if ack_id is None and ptype in (PacketType.ACK, PacketType.BINARY_ACK):
         raise SocketProtocolError("ACK without an ack id")
-    return Packet(ptype, namespace, data, ack_id), attachments
+    packet = Packet(ptype, namespace, data, ack_id)
+    if deep:
+        raise PayloadTooDeep(packet, max_depth)
+    return packet, attachments
 
 
 def _reconstruct(value: Any, buffers: list[bytes]) -> Any:
@@ -171,13 +193,6 @@ def _reconstruct(value: Any, buffers: list[bytes]) -> Any:
     return value
 
 
-def _attach(data: Any, buffers: list[bytes]) -> Any:
-    try:
-        return _reconstruct(data, buffers)
-    except RecursionError:
-        raise SocketProtocolError("payload nested too deeply") from None
-
-
 class Decoder:
     """Feeds Engine.IO messages in; yields whole Socket.IO packets.
 
@@ -190,9 +205,14 @@ class Decoder:
         self._pending: Packet | None = None
         self._expected = 0
         self._buffers: list[bytes] = []
+        #: Attachments of a refused (too deep) packet still to come: dropped.
+        self._skip = 0
 
     def feed(self, message: str | bytes) -> Packet | None:
         if isinstance(message, bytes):
+            if self._skip:
+                self._skip -= 1
+                return None
             if self._pending is None:
                 raise SocketProtocolError("unexpected binary attachment")
             self._buffers.append(message)
@@ -200,18 +220,27 @@ class Decoder:
                 return None
             packet, buffers = self._pending, self._buffers
             self._pending, self._buffers, self._expected = None, [], 0
-            packet.data = _attach(packet.data, buffers)
+            packet.data = _reconstruct(packet.data, buffers)
             packet.type = PacketType(packet.type - 3)  # BINARY_* -> EVENT/ACK
             return packet
-        if self._pending is not None:
+        if self._pending is not None or self._skip:
             raise SocketProtocolError("text packet while binary attachments were pending")
-        packet, attachments = decode_text(message)
+        try:
+            packet, attachments = decode_text(message)
+        except PayloadTooDeep as exc:
+            if exc.packet.type in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
+                count = int(message[1 : message.index("-")])
+                if count > self._max_attachments:
+                    raise SocketProtocolError("too many attachments") from None
+                self._skip = count
+                exc.packet.type = PacketType(exc.packet.type - 3)
+            raise
         if packet.type in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
             if attachments > self._max_attachments:
                 raise SocketProtocolError("too many attachments")
             if attachments == 0:
                 packet.type = PacketType(packet.type - 3)
-                packet.data = _attach(packet.data, [])
+                packet.data = _reconstruct(packet.data, [])
                 return packet
             self._pending, self._expected = packet, attachments
             return None

@@ -25,6 +25,27 @@ class SocketListener(Protocol):
     def disconnected(self, socket: Socket, reason: str) -> None: ...
 
 
+class Observer(Protocol):
+    """Watches rooms and events pass through this node (admin UI, dashboard).
+
+    Called synchronously where it happens: an observer must not block, and
+    should be cheap (it runs on the hot path while registered).  A socket
+    that disconnects leaves its rooms without ``left`` calls; the listeners'
+    ``disconnected`` says so.
+    """
+
+    def joined(self, socket: Socket, room: str) -> None: ...
+
+    def left(self, socket: Socket, room: str) -> None: ...
+
+    def received(self, socket: Socket, event: str, args: list[Any]) -> None:
+        """A client event, once admitted by the guard, before its handler runs."""
+
+    def sent(self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None) -> None:
+        """An emit from the server: to ``rooms`` (a socket's own sid for one
+        socket), or the whole namespace when None."""
+
+
 #: ``(socket, refusal, event, ack_id)``: answer a refused client event.
 RefusalShaper = Callable[[Socket, Refusal, Any, int | None], None]
 
@@ -56,6 +77,8 @@ class SocketIOServer:
         self.nursery = nursery
         #: Told of every socket that connects or disconnects (presence, ...).
         self.listeners: list[SocketListener] = []
+        #: Told of every room joined or left and every event in and out.
+        self.observers: list[Observer] = []
         #: Event name -> how a refused event of that name is answered, for
         #: vocabularies with an error shape of their own (see Socket.refuse).
         self.refusal_shapers: dict[str, RefusalShaper] = {}
@@ -97,6 +120,8 @@ class SocketIOServer:
             frames = event_frames(namespace, event, args)
         if self.retention is not None:
             self.retention.emitted(namespace, event, args, rooms)
+        for observer in self.observers:
+            observer.sent(namespace, event, args, rooms)
         return self.hub.publish(namespace, frames, rooms, exclude, volatile)
 
     def socket(self, sid: str, namespace: str = "/") -> Socket | None:

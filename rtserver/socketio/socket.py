@@ -105,7 +105,9 @@ class Socket:
         frames = event_frames(self.namespace_name, event, args)
         if not self.deliver(frames, volatile):
             return False
-        self.client.server.hub.stats.sent(1, frames)
+        server.hub.stats.sent(1, frames)
+        for observer in server.observers:
+            observer.sent(self.namespace_name, event, args, [self.sid])
         return True
 
     async def call(self, event: str, *args: Any, timeout: float | None = None) -> Any:
@@ -151,11 +153,16 @@ class Socket:
             server.hub.join(self, room)
             if server.retention is not None:
                 server.retention.joined(self, room)
+            for observer in server.observers:
+                observer.joined(self, room)
 
     def leave(self, *rooms: str) -> None:
+        server = self.client.server
         for room in rooms:
-            if room != self.sid:
-                self.client.server.hub.leave(self, room)
+            if room != self.sid and room in self.rooms:
+                server.hub.leave(self, room)
+                for observer in server.observers:
+                    observer.left(self, room)
 
     def disconnect(self) -> None:
         """Disconnect from this namespace; the stock client does not reconnect."""

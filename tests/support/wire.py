@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 import h11
 import orjson
 import trio
+import trio_websocket
 
 EIO = "/socket.io/?EIO=4"
 WAIT = 5.0
@@ -208,3 +209,40 @@ class RawWS:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+class Witness:
+    """A well-behaved WebSocket client that must keep working throughout."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, sid: str) -> None:
+        self.ws = ws
+        self.sid = sid
+        self._ack = 0
+
+    @classmethod
+    async def connect(cls, nursery: trio.Nursery, port: int) -> Witness:
+        ws = await trio_websocket.connect_websocket_url(
+            nursery, f"ws://127.0.0.1:{port}{EIO}&transport=websocket"
+        )
+        opened = await ws.get_message()
+        assert opened.startswith("0{")
+        await ws.send_message("40")
+        connected = await ws.get_message()
+        assert connected.startswith("40{")
+        return cls(ws, orjson.loads(opened[1:])["sid"])
+
+    async def check(self, server) -> None:
+        """The witness's session is alive and an event round-trips."""
+        assert self.sid in server.engine.sessions
+        self._ack += 1
+        with trio.fail_after(WAIT):
+            await self.ws.send_message(f'42{self._ack}["echo","still here",{self._ack}]')
+            while True:
+                message = await self.ws.get_message()
+                if message == "2":
+                    await self.ws.send_message("3")
+                    continue
+                if message.startswith("42"):
+                    continue  # an event the server sent everyone (a broadcast)
+                assert message == f'43{self._ack}["still here",{self._ack}]'
+                return
