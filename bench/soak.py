@@ -64,7 +64,7 @@ def config_text(data_dir: Path) -> str:
     return text
 
 
-def get(port: int, path: str, timeout: float = 10) -> bytes:
+def get(port: int, path: str, timeout: float = 30) -> bytes:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"X-API-Key": API_KEY})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.read()
@@ -106,6 +106,17 @@ class Sampler:
         #: The lag histogram's cumulative buckets at each sample.
         self.lags: list[dict[float, float]] = []
         self._lag: dict[float, float] = {}
+        self.missed = 0
+
+    def sample_or_miss(self, phase: str) -> dict[str, object] | None:
+        """A sample, or None when the server did not answer in time (counted:
+        a busy machine must not end an hour's run)."""
+        try:
+            return self.sample(phase)
+        except OSError as exc:
+            self.missed += 1
+            print(json.dumps({"missed": str(exc), "phase": phase}), flush=True)
+            return None
 
     def sample(self, phase: str) -> dict[str, object]:
         metrics = get(self.port, "/metrics").decode()
@@ -198,15 +209,16 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         began = time.monotonic()
+        after = baseline
         while traffic.poll() is None:
             time.sleep(INTERVAL - (time.monotonic() - began) % INTERVAL)
             if server.poll() is not None:
                 sys.exit(f"soak: the server died: {(scratch / 'server.log').read_text()[-3000:]}")
-            sampler.sample("warm-up" if time.monotonic() - began < WARMUP else "steady")
+            sampler.sample_or_miss("warm-up" if time.monotonic() - began < WARMUP else "steady")
         # Clients gone: connections end at once, polling ones at the ping timeout.
         for _ in range(9):
             time.sleep(INTERVAL)
-            after = sampler.sample("after")
+            after = sampler.sample_or_miss("after") or after
         report(sampler, baseline, after, scratch)
     finally:
         if traffic is not None and traffic.poll() is None:
@@ -253,7 +265,8 @@ def report(sampler: Sampler, baseline: dict[str, object], after: dict[str, objec
     lines = [
         f"# Soak: {SECONDS / 60:.0f} min of traffic, sampled every {INTERVAL:.0f} s",
         "",
-        f"Warm-up {WARMUP / 60:.0f} min; steady {len(steady)} samples.  Traffic (bench/soak.js): {json.dumps(last)}",
+        f"Warm-up {WARMUP / 60:.0f} min; steady {len(steady)} samples ({sampler.missed} missed: no answer within "
+        f"30 s).  Traffic (bench/soak.js): {json.dumps(last)}",
         "",
         "| figure | value |",
         "|---|---|",

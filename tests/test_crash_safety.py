@@ -9,7 +9,7 @@ is killed with SIGKILL at random moments, 20 times, and restarted at once on
 the same port and data directory; the clients reconnect by themselves.
 
 Bounded for CI (about 90 s on two cores): 1,000 clients take part in the
-first 8 kills; then 800 of them leave and 200 stay for the other 12, while
+first 6 kills; then 800 of them leave and 200 stay for the other 14, while
 notes keep going to all 1,000 users and to 20 who never connected.  Checked:
 
 - after every restart, a new client joining the feed first gets a tick at
@@ -44,7 +44,7 @@ API_KEY = "crash-api-key"
 CLIENTS = 1000
 #: Clients that stay for the kills after the first FULL_KILLS.
 STAYING = 200
-FULL_KILLS = 8
+FULL_KILLS = 6
 AWAY = 20
 KILLS = 20
 #: Publishers at once (each waits for its answer before the next publish).
@@ -173,7 +173,7 @@ async def test_kill_minus_nine_under_load_loses_no_acknowledged_publish(tmp_path
                 probed += 1
                 if first["seq"] < acknowledged:
                     stale.append(f"restart {kill}: the feed's tick was {first['seq']}, {acknowledged} was acknowledged")
-            await trio.sleep_until(up_at + rng.uniform(0.3, 2.0))
+            await trio.sleep_until(up_at + rng.uniform(0.2, 1.2))
             problems += server.problems()
             await server.kill()
             # Every publish answered so far was answered before the kill.
@@ -215,5 +215,5 @@ async def test_kill_minus_nine_under_load_loses_no_acknowledged_publish(tmp_path
     if too_old:
         stale.append(f"sockets whose last tick is older than the last acknowledged {publisher.last_tick}: {too_old[:20]}")
     assert not (problems or stale or lost), "\n".join([summary, *problems, *stale, *lost[:50]])
-    assert acknowledged_notes > 100 and probed >= KILLS // 2, summary
+    assert acknowledged_notes >= 50 and publisher.ticks >= 50 and probed >= KILLS // 2, summary
     await server.kill()
