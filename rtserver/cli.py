@@ -1,9 +1,10 @@
-"""Command line: serve, check-config, token, revoke, publish, users."""
+"""Command line: serve, check-config, token, revoke, publish, users, hash-password."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import getpass
 import importlib
 import os
 import re
@@ -18,6 +19,7 @@ import trio
 
 from . import config as config_mod
 from . import logs
+from .admin_ui.login import hash_password
 from .app import App
 from .auth import tokens
 from .auth.identity import set_claim
@@ -51,6 +53,12 @@ def duration(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 1h or 7d")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def bcrypt_rounds(text: str) -> int:
+    if not text.isdigit() or not 4 <= int(text) <= 31:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bcrypt cost from 4 to 31")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     remove = users_sub.add_parser("remove", parents=[config_after])
     remove.add_argument("user")
     users_sub.add_parser("list", parents=[config_after])
+
+    hashing = sub.add_parser(
+        "hash-password",
+        help="print a bcrypt hash for [admin_ui] password_hash (the password is read from the terminal, or one line of stdin)",
+    )
+    hashing.add_argument("--rounds", type=bcrypt_rounds, default=12, help="bcrypt cost, 4 to 31 (default 12)")
     return parser
 
 
@@ -295,8 +309,26 @@ def _users(args: argparse.Namespace, config: config_mod.Config) -> int:
     return 0
 
 
+def _hash_password(args: argparse.Namespace) -> int:
+    """Never from the command line, where other users could read it (ps)."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("admin UI password: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("an empty password is not accepted", file=sys.stderr)
+        return 1
+    print(hash_password(password, args.rounds))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hash-password":
+        return _hash_password(args)
     try:
         config = _load_config(args)
     except config_mod.ConfigError as exc:

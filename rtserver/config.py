@@ -7,6 +7,7 @@ the CLI prints them and exits with status 2.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -246,6 +247,54 @@ class FeaturesConfig:
     notifications: dict[str, Any] = attrs.Factory(dict)
 
 
+#: A bcrypt hash as ``rtserver hash-password`` (or any bcrypt library) writes it.
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+
+
+def _admin_namespace(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.startswith("/") or value == "/":
+        raise ValueError(f"'{attribute.name}' must be a namespace of its own, like \"/admin\"", attribute)
+
+
+def _admin_credentials(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """Runs once every field is set: checks the hash, and that basic auth has credentials."""
+    if value and not _BCRYPT_HASH.match(value):
+        raise ValueError(
+            f"'{attribute.name}' is not a bcrypt hash (\"$2b$12$...\", 60 characters): make one with `rtserver hash-password`",
+            attribute,
+        )
+    if instance.enabled and instance.auth == "basic" and not (instance.username and value):
+        raise ValueError(
+            'auth = "basic" needs username and password_hash (`rtserver hash-password` makes the hash); '
+            'auth = "none" runs the admin namespace without authentication',
+            attribute,
+        )
+
+
+@attrs.frozen
+class AdminUIConfig:
+    """The server side of the official Socket.IO admin UI (``@socket.io/admin-ui``)."""
+
+    enabled: bool = False
+    #: The namespace the UI connects to (its "namespace" field).
+    namespace: str = attrs.field(default="/admin", validator=_admin_namespace)
+    #: ``basic``: the UI's username and password, checked against a bcrypt
+    #: hash; ``none`` (explicitly): no authentication at all.
+    auth: str = attrs.field(default="basic", validator=v.in_(["basic", "none"]))
+    #: No operations (join, leave, disconnect, emit): the UI only watches.
+    read_only: bool = False
+    #: ``development``: every socket, room and event, as they happen;
+    #: ``production``: server statistics and aggregated counts only.
+    mode: str = attrs.field(default="development", validator=v.in_(["development", "production"]))
+    #: Names this server in the UI (default: the host name).
+    server_id: str = ""
+    #: Seconds between ``server_stats`` messages.
+    stats_interval: float = attrs.field(default=2.0, validator=[v.ge(0.1), v.le(3600)])
+    username: str = ""
+    #: Last, so that its check (which reads the fields above) runs after theirs.
+    password_hash: str = attrs.field(default="", validator=_admin_credentials)
+
+
 @attrs.frozen
 class AppConfig:
     #: ``package.module:attribute`` of an :class:`rtserver.App` to load.
@@ -266,6 +315,7 @@ class Config:
     recovery: RecoveryConfig = RecoveryConfig()
     retention: RetentionConfig = RetentionConfig()
     features: FeaturesConfig = FeaturesConfig()
+    admin_ui: AdminUIConfig = AdminUIConfig()
     app: AppConfig = AppConfig()
 
 

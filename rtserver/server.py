@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from . import channels, features, systemd
+from . import admin_ui, channels, features, systemd
 from .api.router import ApiRouter
 from .app import App
 from .auth.guard import Guard
@@ -182,6 +182,8 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
             stats.bind_gauges(lambda: _gauges(engine, hub, guard))
             nursery.start_soon(stats.watch_loop)
+            if config.admin_ui.enabled:
+                admin_ui.install(config, sio, engine.sessions.values, stats, nursery)
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
             retained = await Retained.load(store)
             if config.retention.latest or config.retention.inbox:

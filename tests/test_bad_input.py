@@ -117,15 +117,8 @@ async def test_bad_request_for_existing_session(setup):
     # A method Engine.IO does not use, for a known session.
     status, body = await http(server.port, "DELETE", client.target)
     assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
-    # Upgrading a session that is already on WebSocket.
-    status, body = await http(
-        server.port,
-        "GET",
-        f"{EIO}&transport=websocket&sid={witness.sid}",
-        headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                 ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")],
-    )
-    assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
+    # (A WebSocket for a session already on WebSocket is accepted, then
+    # closed, as the reference does: tests/test_engineio_reference.py.)
     # Neither mistake ends the session it named.
     assert await client.post(b'421["echo","ok"]') == (200, b"ok")
     assert await client.get() == (200, b'431["ok"]')

@@ -4,22 +4,16 @@ reports what it saw back to the server."""
 
 from __future__ import annotations
 
-import http.server
-import os
 import shutil
 import subprocess
-import threading
-from functools import partial
-from pathlib import Path
 
-import pytest
 import trio
 from conftest import CLIENTS
+from support.browser import CHROMIUM, needs_chromium, serve_static
 from support.clients import auth_section, token
 
 from rtserver import App
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BUNDLE = CLIENTS / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 
 PAGE = """<!doctype html>
@@ -53,14 +47,7 @@ socket.on("connect_error", (err) => socket.emit("report", { error: err.message }
 """
 
 
-def serve_static(directory: Path) -> http.server.ThreadingHTTPServer:
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium is not installed (CI installs it)")
+@needs_chromium
 async def test_stock_client_in_chromium(start_server, tmp_path):
     assert CHROMIUM is not None, "chromium is required in CI (.ci/run installs it)"
     app = App()

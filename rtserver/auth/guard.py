@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -60,6 +61,11 @@ class Guard:
         self._per_address = Tally()
         self._per_user = Tally()
         self._sockets_by_user: dict[str, set[Socket]] = defaultdict(set)
+        #: Namespaces whose connections log in their own way instead of with
+        #: a token (the admin UI's username and password): namespace ->
+        #: ``await login(socket)``, which returns the identity or raises Refusal.
+        #: Event roles (``auth.event_roles``) do not apply there.
+        self.namespace_logins: dict[str, Callable[[Socket], Awaitable[Identity]]] = {}
 
     def set_limits(self, limits: LimitsConfig) -> None:
         """New limits (SIGHUP); counts already kept stay, buckets start afresh."""
@@ -89,7 +95,10 @@ class Guard:
     async def authenticate(self, socket: Socket) -> Identity:
         """Identify a connecting socket or raise :class:`Refusal`."""
         request = socket.handshake
-        if not self.auth.enabled:
+        login = self.namespace_logins.get(socket.namespace_name)
+        if login is not None:
+            identity = await login(socket)
+        elif not self.auth.enabled:
             identity = anonymous(socket.sid)
         else:
             assert self.keys is not None
@@ -191,7 +200,7 @@ class Guard:
         """Rate limit and event roles for one client event."""
         if not bucket.take():
             return Refusal("rate_limited", "too many events; slow down", 429)
-        if isinstance(event, str) and socket.identity is not None:
+        if isinstance(event, str) and socket.identity is not None and socket.namespace_name not in self.namespace_logins:
             try:
                 rules.check_event(socket.identity, event, self.auth.event_roles)
             except Refusal as exc:

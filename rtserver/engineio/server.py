@@ -61,7 +61,6 @@ class EngineServer:
         self.clock = Clock(self.stats.faults)
         nursery.start_soon(supervise, self.stats.faults, "clock", self.clock.run)
         self._open_packet_fields = {
-            "upgrades": ["websocket"],
             "pingInterval": int(config.ping_interval * 1000),
             "pingTimeout": int(config.ping_timeout * 1000),
             "maxPayload": config.max_payload,
@@ -117,7 +116,9 @@ class EngineServer:
             if session is None:
                 return EngineError.UNKNOWN_SID
             if transport_expected == "websocket":
-                if transport != "websocket" or not session.upgradable:
+                # A session already upgraded (or upgrading) still gets its
+                # 101; the WebSocket is then closed, as the reference does.
+                if transport != "websocket":
                     return EngineError.BAD_REQUEST
             elif transport != session.transport:
                 return EngineError.BAD_REQUEST
@@ -133,7 +134,9 @@ class EngineServer:
         session = Session(self, sid, request, transport)
         self.sessions[sid] = session
         self.stats.handshakes[transport] += 1
-        open_packet = "0" + orjson.dumps({"sid": sid, **self._open_packet_fields}).decode()
+        # Only a polling session has something to upgrade to.
+        upgrades = ["websocket"] if transport == "polling" else []
+        open_packet = "0" + orjson.dumps({"sid": sid, "upgrades": upgrades, **self._open_packet_fields}).decode()
         log.info(
             "connection opened",
             extra={"fields": {"sid": sid, "transport": transport, "remote": request.remote}},
@@ -212,7 +215,7 @@ class EngineServer:
         del answer  # not kept for the connection's lifetime
         upgrading = self.sessions.get(sid)
         if upgrading is None or not upgrading.upgradable:
-            await ws.close(1008, "session not upgradable")
+            await ws.close(1000, "session already upgraded or upgrading")
         elif await self._upgrade(upgrading, ws):
             await upgrading.finished.wait()
         else:

@@ -79,6 +79,7 @@ class Session:
     __slots__ = (
         "_arrived",
         "_attached",
+        "_client_closed",
         "_close_held",
         "_closing",
         "_config",
@@ -135,6 +136,8 @@ class Session:
         self._polling = False
         #: A graceful close's CLOSE packet, kept for the poll after the last frames.
         self._close_held = False
+        #: The client sent CLOSE (a poll still pending is answered with a noop).
+        self._client_closed = False
         self._upgrading = False
         self._ws: WebSocket | None = None
         #: The WebSocket's byte stream while this session writes to it.
@@ -279,6 +282,7 @@ class Session:
             self._pong_due = None
             self._next_ping = trio.current_time() + self._config.ping_interval
         elif packet.type is PacketType.CLOSE:
+            self._client_closed = True
             self.abort("transport close")
         elif packet.type in (PacketType.OPEN, PacketType.PING):
             raise EngineProtocolError(f"unexpected {packet.type.name} packet from client")
@@ -307,7 +311,9 @@ class Session:
             while not self._outbox:
                 if self._closing:
                     self._end()
-                    return [packets.CLOSE]
+                    # The client's own close: its pending GET gets a noop, as
+                    # the reference answers it (the client is not listening).
+                    return [packets.NOOP if self._client_closed else packets.CLOSE]
                 self._arrived = trio.Event()
                 try:
                     await self._arrived.wait()

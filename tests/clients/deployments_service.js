@@ -11,8 +11,7 @@
 // The script exits when stdin closes.
 
 const { io } = require("socket.io-client");
-const readline = require("readline");
-const { print, toJson, deadline } = require("./lib");
+const { print, toJson, deadline, interactive } = require("./lib");
 
 const [URL, TOKEN] = process.argv.slice(2);
 deadline(45000, () => "deployments_service");
@@ -106,16 +105,10 @@ function ack(event, ...args) {
   return socket.timeout(5000).emitWithAck(event, ...args);
 }
 
-readline.createInterface({ input: process.stdin }).on("line", async (line) => {
-  const cmd = JSON.parse(line);
-  try {
-    const value = await eval(cmd.js);
-    print({ type: "result", id: cmd.id, value: toJson(value) });
-  } catch (err) {
-    print({ type: "result", id: cmd.id, error: String(err) });
-  }
-});
-process.stdin.on("end", () => {
-  wsService.disconnect();
-  process.exit(0);
-});
+interactive(
+  (js) => eval(js),
+  () => {
+    wsService.disconnect();
+    process.exit(0);
+  },
+);

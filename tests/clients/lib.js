@@ -69,4 +69,24 @@ function waiter() {
   return { changed, until };
 }
 
-module.exports = { print, toJson, fromJson, deadline, waiter };
+// Take commands on stdin, one JSON line each ({"id", "js"}), as
+// tests/support/interactive.py sends them: evaluate(js) runs the JavaScript in
+// the calling script's scope (pass `(js) => eval(js)`), and its awaited value
+// (or error) is printed as {"type": "result", id, value | error}.  onEnd runs
+// when stdin closes.
+function interactive(evaluate, onEnd) {
+  require("readline")
+    .createInterface({ input: process.stdin })
+    .on("line", async (line) => {
+      const cmd = JSON.parse(line);
+      try {
+        const value = await evaluate(cmd.js);
+        print({ type: "result", id: cmd.id, value: toJson(value) });
+      } catch (err) {
+        print({ type: "result", id: cmd.id, error: String(err) });
+      }
+    });
+  process.stdin.on("end", onEnd);
+}
+
+module.exports = { print, toJson, fromJson, deadline, waiter, interactive };

@@ -13,8 +13,7 @@
 // sendBookingUpdate, socketRef, ack).
 
 const { io } = require("socket.io-client");
-const readline = require("readline");
-const { print, toJson, deadline } = require("./lib");
+const { print, toJson, deadline, interactive } = require("./lib");
 
 const [URL, TOKEN, USER_ID] = process.argv.slice(2);
 deadline(45000, () => "notifications_context");
@@ -73,16 +72,10 @@ function ack(event, ...args) {
   return socket.timeout(5000).emitWithAck(event, ...args);
 }
 
-readline.createInterface({ input: process.stdin }).on("line", async (line) => {
-  const cmd = JSON.parse(line);
-  try {
-    const value = await eval(cmd.js);
-    print({ type: "result", id: cmd.id, value: toJson(value === undefined ? null : value) });
-  } catch (err) {
-    print({ type: "result", id: cmd.id, error: String(err) });
-  }
-});
-process.stdin.on("end", () => {
-  socket.disconnect();
-  process.exit(0);
-});
+interactive(
+  (js) => eval(js),
+  () => {
+    socket.disconnect();
+    process.exit(0);
+  },
+);
