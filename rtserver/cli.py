@@ -24,6 +24,7 @@ from .app import App
 from .auth import tokens
 from .auth.identity import set_claim
 from .auth.keys import KeyRing, KeySetupError
+from .dashboard import DashboardSetupError
 from .server import ListenError, announce_generated_secret, serve_until_signal
 from .store import Store, StoreError
 from .tls import TlsSetupError, load_context
@@ -174,7 +175,7 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
     problems: list[str] = []
     try:
         trio.run(serve_until_signal, config, app, lambda: _load_config(args))
-    except* (ListenError, KeySetupError, StoreError, TlsSetupError) as group:
+    except* (ListenError, KeySetupError, StoreError, TlsSetupError, DashboardSetupError) as group:
         problems = [str(exc) for exc in group.exceptions]
     for problem in problems:
         print(f"start-up error: {problem}", file=sys.stderr)

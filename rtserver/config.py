@@ -295,6 +295,33 @@ class AdminUIConfig:
     password_hash: str = attrs.field(default="", validator=_admin_credentials)
 
 
+def _mount_path(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not (value.startswith("/") and value.endswith("/") and len(value) > 1):
+        raise ValueError(f"'{attribute.name}' must start and end with '/', like \"/dashboard/\"", attribute)
+
+
+@attrs.frozen
+class DashboardConfig:
+    """The operator's console (``rtserver/dashboard/``); off unless enabled."""
+
+    enabled: bool = False
+    #: Where the page lives; its session cookie is limited to this path and
+    #: its Socket.IO connection uses the Engine.IO mount ``{path}socket.io/``.
+    path: str = attrs.field(default="/dashboard/", validator=_mount_path)
+    #: The admin-only namespace the page talks on (admin JWT, API key or the
+    #: dashboard's session cookie).
+    namespace: str = attrs.field(default="/rtserver-dashboard", validator=v.matches_re(r"/.+"))
+    #: Seconds a login lasts (a token's own expiry ends it sooner).
+    session_ttl: float = attrs.field(default=28800.0, validator=[v.ge(60), v.le(30 * 86400)])
+    #: Seconds between samples for the plots, and seconds of samples kept.
+    sample_interval: float = attrs.field(default=5.0, validator=[v.ge(0.1), v.le(600)])
+    history: float = attrs.field(default=3600.0, validator=[v.ge(60), v.le(7 * 86400)])
+    #: Characters of an event's payload the event tail shows.
+    payload_chars: int = attrs.field(default=300, validator=[v.ge(16), v.le(100_000)])
+    #: Events one watcher's tail receives per second at most (the rest are counted as dropped).
+    tail_rate: int = attrs.field(default=200, validator=[v.ge(1), v.le(100_000)])
+
+
 @attrs.frozen
 class AppConfig:
     #: ``package.module:attribute`` of an :class:`rtserver.App` to load.
@@ -316,6 +343,7 @@ class Config:
     retention: RetentionConfig = RetentionConfig()
     features: FeaturesConfig = FeaturesConfig()
     admin_ui: AdminUIConfig = AdminUIConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     app: AppConfig = AppConfig()
 
 

@@ -14,7 +14,7 @@ one kept for every connection.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .engineio.packets import Frame, Outgoing
@@ -117,8 +117,13 @@ class Hub:
         rooms: Iterable[str] | None = None,
         exclude: Iterable[str] = (),
         volatile: bool = False,
+        plain: Callable[[], tuple[Frame, ...]] | None = None,
     ) -> int:
-        """Deliver pre-encoded frames; returns how many sockets took them."""
+        """Deliver pre-encoded frames; returns how many sockets took them.
+
+        ``plain`` builds the frames for members that take the plain form
+        (see :meth:`Outgoing.plain`), once, if any of them is a recipient.
+        """
         started = time.perf_counter()
         if rooms is not None and not exclude:
             rooms = list(rooms)
@@ -129,7 +134,7 @@ class Hub:
                 targets = self.members(namespace, rooms)
         else:
             targets = self.members(namespace, rooms, exclude)
-        item = Outgoing(frames)  # its WebSocket bytes are built once, for everyone
+        item = Outgoing(frames, plain=plain)  # its WebSocket bytes are built once, for everyone
         delivered = sum(1 for member in targets if member.deliver(item, volatile))
         self.stats.sent(delivered, frames)
         self.stats.observe_publish(delivered, time.perf_counter() - started)

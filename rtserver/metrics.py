@@ -91,6 +91,10 @@ class Stats:
             await trio.sleep_until(due)
             self.loop_lag.observe(max(0.0, trio.current_time() - due))
 
+    def gauges(self) -> dict[str, dict[str, int]]:
+        """Connections by transport, sockets by namespace, what the caps count, now."""
+        return self._gauges()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -122,7 +126,7 @@ class _Collector(Collector):
         yield faults
         yield GaugeMetricFamily("rtserver_uptime_seconds", "Seconds since start", value=time.time() - s.started)
         yield GaugeMetricFamily("rtserver_tasks", "Trio tasks alive", value=count_tasks())
-        for name, values in s._gauges().items():
+        for name, values in s.gauges().items():
             label = _GAUGE_LABELS.get(name, "namespace")
             gauge = GaugeMetricFamily(f"rtserver_{name}", f"Current {name.replace('_', ' ')}", labels=[label])
             for key, count in values.items():

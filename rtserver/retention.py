@@ -100,7 +100,10 @@ class Retention:
 
     # ------------------------------------------------------------ replays
     def joined(self, socket: Socket, room: str) -> None:
-        """A socket joined ``room``: send it the room's latest values."""
+        """A socket joined ``room``: send it the room's latest values (kept
+        for the default namespace only, so replayed there only)."""
+        if socket.namespace_name != "/":
+            return
         for event, args in self._retained.latest(_LATEST + room).items():
             socket.emit(event, *args)
 

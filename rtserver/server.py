@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from . import admin_ui, channels, features, systemd
+from . import admin_ui, channels, dashboard, features, systemd
 from .api.router import ApiRouter
 from .app import App
 from .auth.guard import Guard
@@ -150,6 +150,7 @@ def _gauges(engine: EngineServer, hub: Hub, guard: Guard) -> dict[str, dict[str,
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled; ``task_status.started`` gets a :class:`RunningServer`."""
     app = app if app is not None else App()
+    dashboard.check(config)
     stats = Stats()
     hub = Hub(stats)
     store = await Store.open(config.server.data_dir)
@@ -194,7 +195,9 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             features.install_all(
                 features.Context(config, sio.builtins, app, sio, guard, presence, store, retained, api)
             )
-            http = HttpServer(config.http, Router(engine, config.engineio.paths, api, stats), stats.faults)
+            dashboard.install(config, sio, presence, store, retained, stats, api, nursery)
+            engine_paths = config.engineio.paths + dashboard.engine_paths(config)
+            http = HttpServer(config.http, Router(engine, engine_paths, api, stats), stats.faults)
             http.tls = tls
             app.bind(sio)
             accept_scope = trio.CancelScope()
@@ -211,7 +214,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             scheme = "https" if tls else "http"
             log.info(
                 "listening",
-                extra={"fields": {"url": f"{scheme}://{config.server.host}:{port}", "paths": ",".join(config.engineio.paths)}},
+                extra={"fields": {"url": f"{scheme}://{config.server.host}:{port}", "paths": ",".join(engine_paths)}},
             )
             systemd.notify(f"READY=1\nSTATUS=listening on port {port}")
             nursery.start_soon(

@@ -162,6 +162,15 @@ class Store:
 
     save_device = _threaded(save_device_sync)
 
+    def devices_sync(self, tenant: str | None = None) -> list[tuple[str, str | None, str, str, float]]:
+        """Registered devices (of one tenant): (device, tenant, owner, status, last_seen) rows."""
+        query = "SELECT device_id, tenant, owner, status, last_seen FROM devices"
+        if tenant is None:
+            return self._db.execute(query + " ORDER BY device_id").fetchall()
+        return self._db.execute(query + " WHERE tenant = ? ORDER BY device_id", (tenant,)).fetchall()
+
+    devices = _threaded(devices_sync)
+
     # ---------------------------------------------------------- retained
     def retained_sync(self) -> list[tuple[str, str, bytes]]:
         return self._db.execute("SELECT room, event, payload FROM retained ORDER BY updated_at").fetchall()

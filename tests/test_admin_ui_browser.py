@@ -2,7 +2,7 @@
 @socket.io/admin-ui npm package, served from an origin of its own, logs in to
 rtserver in Debian's chromium (driven by playwright-core, tests/browser/
 admin_ui.js) and shows the stock socket.io-clients connected to it and their
-rooms.  Screenshots are kept in test-artifacts/admin-ui/."""
+rooms.  Screenshots are kept in tests/artifacts/admin-ui/."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from rtserver.admin_ui.login import hash_password
 
 BROWSER = Path(__file__).parent / "browser"
 UI_BUNDLE = BROWSER / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist"
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "admin-ui"
+ARTIFACTS = Path(__file__).parent / "artifacts" / "admin-ui"
 PASSWORD = "browser pass 42"
 
 

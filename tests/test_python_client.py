@@ -267,3 +267,78 @@ async def test_room_broadcast(start_server):
     with trio.fail_after(5):
         while "lobby" in app.rooms():
             await trio.sleep(0.02)
+
+
+# ------------------------------------------- recovery offsets and python-socketio
+def recovery_app() -> App:
+    app = App()
+
+    @app.on("join")
+    def join(socket, room):
+        socket.join(room)
+        return "joined"
+
+    @app.on("shout")
+    def shout(socket, room, text):
+        return app.emit("news", text, to=room)
+
+    return app
+
+
+async def test_recovery_offsets_can_be_refused_in_auth(start_server):
+    """With recovery on, every event carries its offset as a last argument;
+    a python-socketio client whose handlers take a fixed number of
+    arguments connects with ``auth={"offsets": False}`` and gets plain
+    events (and no pid: it has nothing to recover), while a client that did
+    not ask keeps getting offsets in the same broadcast."""
+    server = await start_server(recovery_app(), recovery={"enabled": True})
+
+    def scenario():
+        plain, full = new_client(), new_client()
+        got: queue.Queue[Any] = queue.Queue()
+
+        @plain.on("news")
+        def on_plain(text):  # exactly one argument
+            got.put(("plain", text))
+
+        @full.on("news")
+        def on_full(*args):
+            got.put(("full", args))
+
+        plain.connect(url(server), auth={"offsets": False}, wait_timeout=WAIT)
+        full.connect(url(server), wait_timeout=WAIT)
+        try:
+            for client in (plain, full):
+                assert client.call("join", "lobby", timeout=WAIT) == "joined"
+            assert plain.call("shout", ("lobby", "hello"), timeout=WAIT) == 2
+            return sorted([got.get(timeout=WAIT), got.get(timeout=WAIT)])
+        finally:
+            plain.disconnect()
+            full.disconnect()
+
+    [(full_kind, full_args), plain_got] = await in_thread(scenario)
+    assert plain_got == ("plain", "hello")
+    assert full_kind == "full" and full_args[0] == "hello" and isinstance(full_args[1], str)
+
+
+async def test_async_client(start_server):
+    """python-socketio's asyncio client (aiohttp), run in its own event loop
+    in a worker thread: connect over polling then the upgrade, call, receive."""
+    import asyncio
+
+    app, _ = chat_app()
+    server = await start_server(app)
+
+    async def scenario():
+        client = socketio.AsyncClient(reconnection=False, request_timeout=5)
+        pushed = asyncio.get_running_loop().create_future()
+        client.on("note", lambda payload: pushed.set_result(payload))
+        await client.connect(url(server), auth={"name": "asy"}, wait_timeout=WAIT)
+        try:
+            name, _ = await client.call("whoami", timeout=WAIT)
+            assert await client.call("push", ("note", {"n": 1}), timeout=WAIT) == "pushed"
+            return name, await asyncio.wait_for(pushed, WAIT), client.transport()
+        finally:
+            await client.disconnect()
+
+    assert await in_thread(lambda: asyncio.run(scenario())) == ("asy", {"n": 1}, "websocket")

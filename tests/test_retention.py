@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from support.clients import LiveClient, auth_section, http, token
+from support.nodes import events, run_scripted
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -58,3 +59,15 @@ async def test_inbox_waits_for_an_offline_user(start_server):
     again = await LiveClient(server.port).connect({"token": token("bob", "acme")})
     assert await again.quiet("notice") == []
     await again.disconnect()
+
+
+async def test_latest_values_are_replayed_in_the_default_namespace_only(start_server, node):
+    """Kept for "/", replayed there: a device's socket in another namespace
+    joins its device room too, but gets nothing."""
+    server = await start_server(None, auth=auth_section(), retention=RETENTION, socketio={"namespaces": ["/", "/other"]})
+    await http(server.port, "POST", "/api/v1/emit", {"device": "screen-1", "event": "layout", "data": {"v": 1}})
+    auth = {"token": token("screen", "acme", devices=["screen-1"]), "deviceId": "screen-1"}
+    other = await run_scripted(node, server, "/other", options={"auth": auth}, steps=[{"sleep": 300}])
+    assert events(other, "layout") == []
+    default = await run_scripted(node, server, "/", options={"auth": auth}, steps=[{"wait": "layout"}])
+    assert events(default, "layout") == [[{"v": 1}]]

@@ -14,6 +14,7 @@ import orjson
 from ..auth.errors import Refusal
 from ..auth.guard import Guard
 from ..auth.identity import Identity
+from ..config import AuthConfig
 from ..http.messages import Request, Response, error_response, json_response
 from ..jsonlimits import TooDeep, loads
 from ..validation import describe, strict_converter
@@ -77,16 +78,19 @@ Handler = Callable[[Call], Awaitable[Response]]
 Access = str
 
 
+def api_keys(auth: AuthConfig) -> list[str]:
+    """The configured API keys and RTSERVER_API_KEY's."""
+    keys = [*auth.api_keys, os.environ.get(API_KEY_ENV, "")]
+    return [k for k in keys if k]
+
+
 class CallerAuth:
     """Server-to-server callers use an API key (config or RTSERVER_API_KEY);
     people use their JWT, with the same checks as a socket connection."""
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
-        keys = list(guard.auth.api_keys)
-        if os.environ.get(API_KEY_ENV):
-            keys.append(os.environ[API_KEY_ENV])
-        self._api_keys = [k.encode() for k in keys if k]
+        self._api_keys = [k.encode() for k in api_keys(guard.auth)]
 
     async def check(self, request: Request, access: Access) -> Identity | None:
         if access == "public":
@@ -95,6 +99,11 @@ class CallerAuth:
         scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
         if not presented and scheme.lower() == "bearer":
             presented = bearer.strip()
+        return await self.check_credential(presented, access)
+
+    async def check_credential(self, presented: str, access: Access) -> Identity | None:
+        """``check`` for a credential already taken from its request (the
+        dashboard's login form and its socket use it too)."""
         if not presented:
             raise ApiError(401, "auth_required", "an API key or a token is required")
         candidate = presented.encode()

@@ -14,7 +14,8 @@ import functools
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -174,6 +175,11 @@ class Guard:
         socket.emit(self.auth.error_event, refusal.as_dict())
         log.info("socket kicked", extra={"fields": {"sid": socket.sid, "code": refusal.code}})
         socket.close_connection(refusal.code)
+
+    @property
+    def device_tenants(self) -> Mapping[str, str | None]:
+        """Every known device and the tenant it is registered to (read-only)."""
+        return MappingProxyType(self._device_tenants)
 
     def sockets_of(self, user: str) -> set[Socket]:
         return set(self._sockets_by_user.get(user, ()))

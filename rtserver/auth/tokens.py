@@ -18,7 +18,8 @@ from .keys import KeyRing
 MAX_TOKEN_LENGTH = 16384
 
 
-def _cookie(header: str, name: str) -> str | None:
+def cookie_value(header: str, name: str) -> str | None:
+    """The value of cookie ``name`` in a Cookie header, or None."""
     jar = SimpleCookie()
     try:
         jar.load(header)
@@ -41,7 +42,7 @@ def extract_token(config: AuthConfig, auth: Any, request: Request) -> str | None
         elif source == "query":
             token = request.query.get(config.query_param)
         elif source == "cookie" and "cookie" in request.headers:
-            token = _cookie(request.headers["cookie"], config.cookie_name)
+            token = cookie_value(request.headers["cookie"], config.cookie_name)
         if token:
             if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
                 raise Refusal("token_invalid", "token is malformed")

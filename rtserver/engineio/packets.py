@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import enum
+from collections.abc import Callable
 
 import attrs
 from wsproto.frame_protocol import FrameProtocol
@@ -54,11 +55,29 @@ class Outgoing:
     on first use and shared: server frames are unmasked, so every recipient
     gets the same bytes."""
 
-    __slots__ = ("_wire", "frames")
+    __slots__ = ("_plain", "_wire", "frames")
 
-    def __init__(self, frames: tuple[Frame, ...], wire: bytes | None = None) -> None:
+    def __init__(
+        self,
+        frames: tuple[Frame, ...],
+        wire: bytes | None = None,
+        plain: Callable[[], tuple[Frame, ...]] | None = None,
+    ) -> None:
         self.frames = frames
         self._wire = wire
+        #: Builds this message as recipients that take less get it (a
+        #: Socket.IO event without its recovery offset); the result replaces it.
+        self._plain: Callable[[], tuple[Frame, ...]] | Outgoing | None = plain
+
+    def plain(self) -> Outgoing:
+        """This message for recipients that take the plain form: built on
+        first use (then shared by them all), or this one when it has none."""
+        plain = self._plain
+        if plain is None:
+            return self
+        if not isinstance(plain, Outgoing):
+            plain = self._plain = Outgoing(plain())
+        return plain
 
     @property
     def wire(self) -> bytes:

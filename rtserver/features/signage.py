@@ -92,6 +92,7 @@ from ..auth.errors import Refusal
 from ..auth.identity import Identity
 from ..http.messages import Request, Response, json_response
 from ..presence import iso
+from ..retained import Retained
 from ..socketio.socket import Socket
 from . import Context
 
@@ -198,7 +199,7 @@ class Signage:
 
     # ------------------------------------------------------------ helpers
     def device_tenant(self, device: str) -> str | None:
-        return self.ctx.guard._device_tenants.get(device)
+        return self.ctx.guard.device_tenants.get(device)
 
     def _json(self, request: Request, kind: type[Any], empty_ok: bool = False) -> Any:
         if not request.body and empty_ok:
@@ -406,7 +407,7 @@ class Signage:
                 counts[name] = counts.get(name, 0) + 1
         presence = self.ctx.presence
         devices = []
-        for device in sorted(d for d, t in self.ctx.guard._device_tenants.items() if t == tenant):
+        for device in sorted(d for d, t in self.ctx.guard.device_tenants.items() if t == tenant):
             seen = presence.last_seen.get((tenant, device))
             devices.append({"deviceId": device, "status": "online" if presence.devices.online((tenant, device)) else "offline",
                             "lastSeen": None if seen is None else iso(seen)})
@@ -470,13 +471,20 @@ class Signage:
 
     def _replay_layout(self, socket: Socket, tenant: str, device: str) -> None:
         """Send the newest layout meant for the device: its own, or the tenant's."""
-        event = self.settings.layout_event
-        own = self.ctx.retained.latest(_device_key(tenant, device)).get(event)
-        everyone = self.ctx.retained.latest(_tenant_key(tenant)).get(event)
-        candidates = [r for r in (own, everyone) if isinstance(r, dict) and "payload" in r]
-        if candidates:
-            newest = max(candidates, key=lambda r: r.get("at", 0.0))  # max keeps the first (own) on a tie
-            socket.emit(event, newest["payload"])
+        newest = latest_layout(self.ctx.retained, self.settings.layout_event, tenant, device)
+        if newest is not None:
+            socket.emit(self.settings.layout_event, newest["payload"])
+
+
+def latest_layout(retained: Retained, event: str, tenant: str, device: str) -> dict[str, Any] | None:
+    """The newest retained layout meant for a device, its own or its tenant's:
+    ``{"at": epoch seconds, "payload": the layout event's payload}``, or None."""
+    own = retained.latest(_device_key(tenant, device)).get(event)
+    everyone = retained.latest(_tenant_key(tenant)).get(event)
+    candidates = [r for r in (own, everyone) if isinstance(r, dict) and "payload" in r]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: r.get("at", 0.0))  # max keeps the first (own) on a tie
 
 
 def _tenant_key(tenant: str) -> str:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rtserver.socketio")
 
+#: The auth field a client sets to false to get events without recovery offsets.
+NO_OFFSETS_FIELD = "offsets"
+
 #: What ``_call_handler`` returns for an event nobody handles.
 _NO_HANDLER = object()
 
@@ -169,7 +172,11 @@ class Client:
             self._refuse_connect(namespace, "internal_error", {"message": "Internal server error"})
             return
         missed: list[tuple[Any, ...]] = []
-        if recovery.enabled:
+        if recovery.enabled and isinstance(auth, dict) and auth.get(NO_OFFSETS_FIELD) is False:
+            # A client whose handlers take a fixed number of arguments
+            # (python-socketio): plain events, and nothing to recover.
+            socket.offsets = False
+        elif recovery.enabled:
             restored = None
             if pid is not None:
                 self._take_over(pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -111,18 +112,21 @@ class SocketIOServer:
         volatile: bool = False,
     ) -> int:
         rooms, exclude = _names(to), _names(skip) or ()
+        plain = None
         if self.recovery.enabled and not volatile and self.recovery.keeps(event):
-            # The offset rides as the last argument: the client keeps the last one seen.
+            # The offset rides as the last argument: the client keeps the last
+            # one seen.  Sockets that asked for none get the plain event.
             seq, offset = self.recovery.next_offset()
             frames = event_frames(namespace, event, (*args, offset))
             self.recovery.record(seq, namespace, rooms, exclude, frames)
+            plain = functools.partial(event_frames, namespace, event, args)
         else:
             frames = event_frames(namespace, event, args)
         if self.retention is not None:
             self.retention.emitted(namespace, event, args, rooms)
         for observer in self.observers:
             observer.sent(namespace, event, args, rooms)
-        return self.hub.publish(namespace, frames, rooms, exclude, volatile)
+        return self.hub.publish(namespace, frames, rooms, exclude, volatile, plain)
 
     def socket(self, sid: str, namespace: str = "/") -> Socket | None:
         member = self.hub.member(namespace, sid)

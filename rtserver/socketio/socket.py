@@ -61,6 +61,9 @@ class Socket:
         self.pid: str | None = None
         self.start_seq = 0
         self.recovered = False
+        #: False: events reach this socket without their recovery offset
+        #: (the client asked so in its auth payload; it cannot recover).
+        self.offsets = True
         self._ack_ids = itertools.count()
         self._acks: dict[int, trio.MemorySendChannel[list[Any]]] = {}
         #: While connect handlers run, what is sent to the socket waits here so
@@ -81,6 +84,8 @@ class Socket:
 
     # ------------------------------------------------------------- hub side
     def deliver(self, frames: Outgoing | tuple[Frame, ...], volatile: bool) -> bool:
+        if not self.offsets and isinstance(frames, Outgoing):
+            frames = frames.plain()
         if self._held is not None:
             self._held.append((frames, volatile))
             return True
