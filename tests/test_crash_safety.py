@@ -77,6 +77,8 @@ class Publisher:
         self.last_tick = 0
         #: user -> seqs of the notes acknowledged for them.
         self.notes: dict[str, list[int]] = {}
+        #: seq -> how many sockets the API said took it (0: it went to the inbox).
+        self.delivered: dict[int, int] = {}
         self.attempts = 0
         self.ticks = 0
 
@@ -104,6 +106,7 @@ class Publisher:
             self.last_tick = max(self.last_tick, seq)
         else:
             self.notes.setdefault(user, []).append(seq)
+            self.delivered[seq] = orjson.loads(answer)["delivered"]
         return True
 
     async def run(self) -> None:
@@ -199,7 +202,8 @@ async def test_kill_minus_nine_under_load_loses_no_acknowledged_publish(tmp_path
             seen.setdefault(user, set()).update(entry["seen"]["note"])
             connects += entry["connects"]
     lost = [
-        f"{user} never got notes {sorted(set(notes) - seen.get(user, set()))}"
+        f"{user} never got notes {sorted(set(notes) - seen.get(user, set()))} "
+        f"(the API said delivered to {[publisher.delivered[n] for n in sorted(set(notes) - seen.get(user, set()))]} sockets)"
         for user, notes in sorted(publisher.notes.items())
         if set(notes) - seen.get(user, set())
     ]

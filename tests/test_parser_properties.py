@@ -97,13 +97,13 @@ RESERVED_COOKIE_NAMES = {"expires", "path", "comment", "domain", "max-age", "sec
 def test_cookie_header_as_a_browser_sends_it(values: dict[str, str]) -> None:
     header = "; ".join(f"{key}={value}" for key, value in values.items())
     for key, value in values.items():
-        assert tokens._cookie(header, key) == value
+        assert tokens.cookie_value(header, key) == value
 
 
 @relaxed
 @given(st.text(max_size=80), names)
 def test_any_cookie_header_parses_or_is_ignored(header: str, name: str) -> None:
-    assert tokens._cookie(header, name) is None or isinstance(tokens._cookie(header, name), str)
+    assert tokens.cookie_value(header, name) is None or isinstance(tokens.cookie_value(header, name), str)
 
 
 # ------------------------------------------------------------- claim paths
