@@ -57,7 +57,7 @@ class Retained:
         self._latest, self._backlogs = latest, backlogs
 
     def store_changed(self, kind: str, args: list[Any]) -> None:
-        """Another node kept, appended or forgot: the same here, in memory only."""
+        """Another node kept, appended, trimmed or forgot: the same here, in memory only."""
         if kind == "keep":
             room, event, payload = args
             self._latest.setdefault(room, {})[event] = orjson.loads(payload)
@@ -66,6 +66,8 @@ class Retained:
             entry = (seq, event, orjson.loads(payload))
             if entry not in self._backlogs.get(room, ()):  # also announced while reloading
                 self._remember(room, limit, entry)
+        elif kind == "trim":
+            self._trim(*args)
         elif kind == "forget":
             self._latest.pop(args[0], None)
             self._backlogs.pop(args[0], None)
@@ -106,6 +108,22 @@ class Retained:
             return None
         return functools.partial(self._store.forget_room, room)
 
+    def trim_nowait(self, room: str, upto: int) -> Write | None:
+        """Drop ``room``'s backlog entries up to sequence number ``upto``
+        (those a reader has had), keeping any added since."""
+        self._trim(room, upto)
+        if self._store is None:
+            return None
+        return functools.partial(self._store.trim_backlog, room, upto)
+
+    def _trim(self, room: str, upto: int) -> None:
+        backlog = self._backlogs.get(room)
+        if backlog is not None:
+            while backlog and backlog[0][0] <= upto:
+                backlog.popleft()
+            if not backlog:
+                del self._backlogs[room]
+
     async def forget(self, room: str) -> None:
         await _run(self.forget_nowait(room))
 
@@ -114,6 +132,11 @@ class Retained:
 
     def backlog(self, room: str) -> list[tuple[str, Any]]:
         return [(event, payload) for _, event, payload in self._backlogs.get(room, ())]
+
+    def last_seq(self, room: str) -> int:
+        """The sequence number of ``room``'s newest backlog entry (0: none)."""
+        backlog = self._backlogs.get(room)
+        return backlog[-1][0] if backlog else 0
 
     def replay(self, socket: Socket, room: str) -> int:
         """Send ``room``'s latest values, then its backlog, to one socket."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from support.process import kill_started
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
@@ -89,3 +90,11 @@ async def redis(tmp_path: Path) -> Any:
 
     async with running(tmp_path / "redis") as server:
         yield server
+
+
+@pytest.fixture
+def spawned() -> Any:
+    """Kill every ``rtserver serve`` process (support.process) a test started,
+    even when it failed midway."""
+    yield
+    kill_started()

@@ -107,6 +107,7 @@ async def test_signage_screen_reconnecting_to_another_node_gets_the_layout(start
     options = {"transports": ["websocket"], "auth": auth}
     first = await run_scripted(node, a, options=options, steps=[{"sleep": 100}])
     assert first.of("connect"), first
+    await wait_until(lambda: not a.sio.hub.members("/", ["device:screen-1"]))
     # ... the power goes; meanwhile a designer pushes a layout through node a.
     sent = success(await http(a.port, "POST", f"{P}/layout-update", {"layoutId": "spring", "deviceIds": ["screen-1"],
                                                                         "layoutData": {"zones": 3}}, key=BOB))

@@ -98,9 +98,14 @@ async def test_retained_latest_backlog_and_forget(store):
         ("inbox:user:bob", 1, "note", b"{}"),
         ("room:a", 3, "log", b'"line 3"'), ("room:a", 4, "log", b'"line 4"'), ("room:a", 5, "log", b'"line 5"'),
     ]
+    await store.trim_backlog("room:a", 4)  # what a reader had; 5 came after
+    assert [row[1] for row in await store.backlog() if row[0] == "room:a"] == [5]
     await store.forget_room("room:a")
     assert await store.retained() == [("room:b", "layout", b'{"v":2}')]
     assert await store.backlog() == [("inbox:user:bob", 1, "note", b"{}")]
+    await store.trim_backlog("inbox:user:bob", 1)
+    await store.trim_backlog("nowhere", 3)
+    assert await store.backlog() == []
 
 
 async def test_registrations_expire(store):
@@ -137,12 +142,15 @@ async def test_other_nodes_hear_of_every_change(nursery, redis):
     await a.save_device("screen", "acme", "alice", "online", 1.0)
     await a.keep("r", "layout", b"[1]")
     await a.append("r", 1, "log", b'"x"', 10)
+    await a.append("r", 2, "log", b'"y"', 10)
+    await a.trim_backlog("r", 1)
     await a.forget_room("r")
     await a.save_registration("conn_1", b"{}", None)  # looked up when needed: not announced
     await a.drop_registration("conn_1")
     expected = [
         ("token", ["alice", 1]), ("token", ["alice", 4]), ("device", ["screen", "acme"]),
-        ("keep", ["r", "layout", b"[1]"]), ("append", ["r", 1, "log", b'"x"', 10]), ("forget", ["r"]),
+        ("keep", ["r", "layout", b"[1]"]), ("append", ["r", 1, "log", b'"x"', 10]),
+        ("append", ["r", 2, "log", b'"y"', 10]), ("trim", ["r", 1]), ("forget", ["r"]),
         ("unregister", ["conn_1"]),
     ]
     with trio.fail_after(5):

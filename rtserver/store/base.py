@@ -47,6 +47,7 @@ CHANGES: dict[str, tuple[str, ...]] = {
     "device": ("device", "tenant"),
     "keep": ("room", "event", "payload"),
     "append": ("room", "seq", "event", "payload", "limit"),
+    "trim": ("room", "upto"),
     "forget": ("room",),
     "unregister": ("key",),
 }
@@ -147,6 +148,11 @@ class Store(ABC):
     @abstractmethod
     async def append(self, room: str, seq: int, event: str, payload: bytes, limit: int) -> None:
         """Add to ``room``'s backlog, keeping its last ``limit`` entries."""
+        ...
+
+    @abstractmethod
+    async def trim_backlog(self, room: str, upto: int) -> None:
+        """Drop ``room``'s backlog entries up to seq ``upto`` (those a reader had)."""
         ...
 
     @abstractmethod

@@ -8,13 +8,13 @@ prefix``, so clusters sharing one Redis stay apart):
 - ``devices``: hash device -> msgpack ``[tenant, owner, status, last_seen]``;
 - ``rooms``: set of rooms with retained state; ``latest#{room}``: hash
   event -> msgpack ``[payload, updated_at]``; ``backlog#{room}``: list of
-  msgpack ``[seq, event, payload]``, trimmed to the last ``limit``;
+  msgpack ``[seq, event, payload as text]``, trimmed to the last ``limit``;
 - ``registration#{key}``: a signage registration's record (with a TTL
   while idle); dropping one is announced, so every node ends its sockets.
 
 Every write that a mirror follows publishes a change notice on
 ``{prefix}-rtserver-store#changes`` in the same transaction (MULTI, or one
-Lua script for token versions), so a node either sees the change announced
+Lua script for token versions and trims), so a node either sees the change announced
 or finds it when it reloads after an outage; the notice is msgpack
 ``[node, kind, args]`` (kinds: :data:`~.base.CHANGES`).  Commands use one
 coredis client; the notices come through a :class:`~..cluster.link.RedisLink`
@@ -68,6 +68,19 @@ end
 return version
 """
 
+# KEYS: backlog list, rooms set, latest hash; ARGV: upto, room, channel, node.
+_TRIM_SCRIPT = b"""
+local upto = tonumber(ARGV[1])
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head or cmsgpack.unpack(head)[1] > upto then break end
+  redis.call('LPOP', KEYS[1])
+end
+if redis.call('EXISTS', KEYS[1], KEYS[3]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+redis.call('PUBLISH', ARGV[3], cmsgpack.pack({ARGV[4], 'trim', {ARGV[2], upto}}))
+return 0
+"""
+
 _FAILURES = (RedisError, OSError, TimeoutError, anyio.BrokenResourceError, anyio.ClosedResourceError, trio.TooSlowError)
 
 
@@ -95,6 +108,7 @@ class RedisStore(Store):
             retry_policy=NoRetryPolicy(),
         )
         self._token_script = self._client.register_script(_TOKEN_SCRIPT)
+        self._trim_script = self._client.register_script(_TRIM_SCRIPT)
         self.link = RedisLink(
             url, [self.channel], [], self._on_notice, self._faults, on_up=self._on_up, logger=log,
             lost="the store answers from what this node knows and refuses writes (503) until it is back",
@@ -278,16 +292,23 @@ class RedisStore(Store):
         rows = []
         for room, entries in await self._rooms("backlog", "lrange", 0, -1):
             rows += [(room, *_unpack(entry)) for entry in entries]
-        return [(room, int(seq), event, payload) for room, seq, event, payload in rows]
+        return [(room, int(seq), event, payload.encode()) for room, seq, event, payload in rows]
 
     async def append(self, room: str, seq: int, event: str, payload: bytes, limit: int) -> None:
         key = self._key("backlog", room)
         await self._transaction(
-            ("rpush", (key, [_pack([seq, event, payload])])),
+            ("rpush", (key, [_pack([seq, event, payload.decode()])])),  # text: the trim script reads it
             ("ltrim", (key, -limit, -1)),
             ("sadd", (self._key("rooms"), [room])),
             ("publish", (self.channel, self._notice("append", room, seq, event, payload, limit))),
         )
+
+    async def trim_backlog(self, room: str, upto: int) -> None:
+        with self._failing(), trio.fail_after(COMMAND_TIMEOUT):
+            await self._trim_script(
+                keys=[self._key("backlog", room), self._key("rooms"), self._key("latest", room)],
+                args=[upto, room, self.channel, self.node],
+            )
 
     async def forget_room(self, room: str) -> None:
         await self._transaction(

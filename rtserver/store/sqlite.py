@@ -230,6 +230,12 @@ class SqliteStore(Store):
 
     forget_room = _threaded(forget_room_sync)
 
+    def trim_backlog_sync(self, room: str, upto: int) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM backlog WHERE room = ? AND seq <= ?", (room, upto))
+
+    trim_backlog = _threaded(trim_backlog_sync)
+
     # ---------------------------------------------------- registrations
     def registration_sync(self, key: str) -> bytes | None:
         row = self._db.execute(
