@@ -4,6 +4,7 @@ cluster)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,25 @@ async def test_a_change_missed_while_the_link_was_down_is_found_by_the_reload(nu
         while mirror.reloads < 1:
             await trio.sleep(0.02)
     assert mirror.versions == {"alice": 7}
+
+
+@needs_redis
+async def test_garbage_in_the_stored_keys_is_a_contained_fault(nursery, redis):
+    """A reload that fails on what it reads is reported and retried; the
+    node goes on, and the reload succeeds once the data is sound."""
+    faults: Counter[str] = Counter()
+    store = RedisStore(redis.url, "t", faults, node="a")
+    await nursery.start(store.run)
+    mirror = Versions()
+    store.mirrors.append(mirror)
+    await redis.command("HSET", "t-rtserver-store#tokens", "alice", "not a number")
+    await redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+    with trio.fail_after(10):
+        while not faults["background"]:
+            await trio.sleep(0.02)
+    assert mirror.reloads == 0
+    await redis.command("HSET", "t-rtserver-store#tokens", "alice", "3")
+    with trio.fail_after(10):
+        while mirror.reloads < 1:
+            await trio.sleep(0.02)
+    assert mirror.versions == {"alice": 3}

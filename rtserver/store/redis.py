@@ -116,6 +116,7 @@ class RedisStore(Store):
         self._nursery: trio.Nursery | None = None
         self._synced = trio.Event()
         self._reloading: list[tuple[str, list[Any]]] | None = None
+        self._reload_scope: trio.CancelScope | None = None
         #: Notices ignored as malformed.
         self.malformed = 0
 
@@ -146,24 +147,32 @@ class RedisStore(Store):
 
     def _on_up(self) -> None:
         assert self._nursery is not None
+        if self._reload_scope is not None:
+            self._reload_scope.cancel()  # the link bounced: this reload starts over
         self._nursery.start_soon(self._reload)
 
     async def _reload(self) -> None:
-        """Reload every mirror; notices arriving meanwhile are applied after."""
-        while self.link.up:
-            self._reloading = []
-            try:
-                await self._reload_mirrors()
-            except StoreUnavailable as exc:
-                log.warning("reloading from the store failed; retrying", extra={"fields": {"error": str(exc)}})
-                await trio.sleep(RELOAD_RETRY)
-                continue
-            finally:
+        """Reload every mirror (retrying while it fails); notices arriving
+        meanwhile are applied after each attempt."""
+        with trio.CancelScope() as self._reload_scope:
+            while self.link.up:
+                self._reloading = []
+                try:
+                    await self._reload_mirrors()
+                    done = True
+                except StoreUnavailable as exc:
+                    log.warning("reloading from the store failed; retrying", extra={"fields": {"error": str(exc)}})
+                    done = False
+                except Exception:  # noqa: BLE001 -- a fault boundary: contained, reported and retried
+                    report(self._faults, "background", "store reload", restart_in=RELOAD_RETRY)
+                    done = False
                 pending, self._reloading = self._reloading, None
-                for kind, args in pending or ():
+                for kind, args in pending:
                     self._apply(kind, args)
-            self._synced.set()
-            return
+                if done:
+                    self._synced.set()
+                    return
+                await trio.sleep(RELOAD_RETRY)
 
     def _on_notice(self, pattern: bytes | None, channel: bytes, payload: bytes) -> None:
         try:
