@@ -184,6 +184,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
     store: Store = local
     if config.cluster.enabled:
         store = RedisStore(config.cluster.redis_url, config.cluster.prefix, stats.faults)
+        stats.registry.register(store.collector())
     keys = None
     if config.auth.enabled:
         keys = KeyRing(config.auth, config.server.data_dir)

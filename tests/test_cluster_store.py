@@ -16,7 +16,7 @@ from support.nodes import Node, events, run_scripted, wait_until
 from support.redis import free_port, needs_redis, running
 from test_auth_clients import cli, write_config
 from support.interactive import spawn
-from test_cluster import PEERS, start_node
+from test_cluster import PEERS, metric, start_node
 from test_feature_signage import BOB, DAVE, P, success
 from test_feature_signage import sections as signage_sections
 
@@ -199,6 +199,7 @@ async def test_redis_lost_answers_from_memory_refuses_writes_and_loses_nothing(s
         await store_becomes(server, "down", 10)
         health = await healthy(server)
         assert health["status"] == "degraded" and health["store"]["store"] == "down", health
+        assert metric(server, "rtserver_store_redis_up") == 0
     # Writes are refused, not acknowledged.
     for method, path, body in (
         ("POST", "/api/v1/deployments/d1/status", {"tenant": "acme", "status": "lost"}),
@@ -219,6 +220,7 @@ async def test_redis_lost_answers_from_memory_refuses_writes_and_loses_nothing(s
         with trio.fail_after(15):  # the cluster's messages come back too
             while (await healthy(server))["status"] != "ok":
                 await trio.sleep(0.05)
+        assert (metric(server, "rtserver_store_redis_up"), metric(server, "rtserver_store_redis_outages_total")) == (1, 1)
     # Nothing acknowledged was lost; nothing refused was kept; writes go on.
     c = await start_node(start_server, redis, tmp_path, "c", auth=auth_section(), **DEPLOYMENTS)
     assert await refusal(c.port, {"token": token("mallory", "acme")}) == "token_revoked"

@@ -34,7 +34,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,6 +44,8 @@ import msgpack
 import trio
 from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ..cluster.link import CONNECT_TIMEOUT, RedisLink, redacted
 from ..faults import report
@@ -144,6 +146,9 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         """Nothing to release: the client closes with :meth:`run`."""
+
+    def collector(self) -> Collector:
+        return _Metrics(self)
 
     def _on_up(self) -> None:
         assert self._nursery is not None
@@ -340,3 +345,14 @@ class RedisStore(Store):
             ("delete", ([self._key("registration", key)],)),
             ("publish", (self.channel, self._notice("unregister", key))),
         )
+
+
+class _Metrics(Collector):
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        store = self._store
+        yield GaugeMetricFamily("rtserver_store_redis_up", "1 while the shared store's Redis link is up", value=int(store.link.up))
+        yield CounterMetricFamily("rtserver_store_redis_outages", "Times the shared store's Redis link was lost", value=store.link.outages)
+        yield CounterMetricFamily("rtserver_store_notices_malformed", "Store notices ignored as malformed", value=store.malformed)
