@@ -59,9 +59,6 @@ DeviceRow = tuple[str, str | None, str, str, float]
 class Store(ABC):
     """The store's interface (every method may raise :class:`StoreUnavailable`)."""
 
-    #: Whether several nodes share this store (their mirrors then follow each other's changes).
-    shared = False
-
     def __init__(self) -> None:
         self.mirrors: list[Mirror] = []
 

@@ -95,8 +95,6 @@ def _unpack(data: bytes) -> Any:
 
 
 class RedisStore(Store):
-    shared = True
-
     def __init__(self, url: str, prefix: str, faults: Counter[str] | None = None, node: str | None = None) -> None:
         super().__init__()
         self.url = url
