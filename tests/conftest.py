@@ -11,10 +11,17 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
 from support.process import kill_started
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
+
+# The property tests share two cores with real servers, browsers and Node
+# clients: generation speed and per-example time are the machine's, not the
+# code's, so neither may fail a test.
+settings.register_profile("shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-machine")
 
 CLIENTS = Path(__file__).parent / "clients"
 NODE = shutil.which("node")
