@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from support.browser import CHROMIUM, Browser
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
@@ -80,3 +81,12 @@ async def run_node(script: str, *args: str, timeout: float = 30, env: dict[str, 
 @pytest.fixture
 def node() -> Callable[..., Awaitable[NodeResult]]:
     return run_node
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """One driven chromium for a whole test module (tests/support/browser.py)."""
+    assert CHROMIUM is not None, "chromium is required in CI (.ci/run installs it)"
+    browser = Browser.start()
+    yield browser
+    browser.stop()

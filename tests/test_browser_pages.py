@@ -31,14 +31,6 @@ USERS = 12
 DEVICES = 8
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    assert CHROMIUM is not None, "chromium is required in CI (.ci/run installs it)"
-    browser = Browser.start()
-    yield browser
-    browser.stop()
-
-
 @pytest.fixture
 def browser(chromium: Browser) -> Iterator[Browser]:
     """The module's browser; the test fails on any JavaScript error of its pages."""
