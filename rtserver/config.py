@@ -76,6 +76,9 @@ class EngineIOConfig:
     outbox_size: int = attrs.field(default=1024, validator=[v.ge(8), v.le(1_000_000)])
     #: Seconds one write to a client may take before the connection is dropped.
     write_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Serve Engine.IO v3 clients (socket.io-client 2.x), as the reference
+    #: server's ``allowEIO3``; off: ``EIO=3`` gets 400 "Unsupported protocol version".
+    allow_eio3: bool = False
 
 
 @attrs.frozen

@@ -17,11 +17,12 @@ from ..faults import supervise
 from ..http.messages import Request, Response, json_response
 from ..http.stream import ConnectionStream
 from ..metrics import Stats
-from . import packets, websocket
+from . import websocket
 from .clock import Clock
 from .errors import EngineError
 from .packets import EngineProtocolError, Outgoing
 from .session import Session, SessionHandler
+from .session_v3 import SessionV3
 
 log = logging.getLogger("rtserver.engineio")
 
@@ -101,12 +102,23 @@ class EngineServer:
         host = request.headers.get("host", "")
         return origin.split("://", 1)[-1] == host
 
+    def _protocol(self, request: Request) -> int | None:
+        """The Engine.IO revision a request speaks, None if not served."""
+        eio = request.query.get("EIO")
+        if eio == "4":
+            return 4
+        if eio == "3" and self.config.allow_eio3:
+            return 3
+        return None
+
     def _check(self, request: Request, transport_expected: str | None) -> EngineError | None:
         query = request.query
-        if query.get("EIO") != "4":
+        protocol = self._protocol(request)
+        if protocol is None:
             return EngineError.UNSUPPORTED_PROTOCOL_VERSION
         transport = query.get("transport")
-        if transport not in TRANSPORTS:
+        if transport not in TRANSPORTS or (transport == "polling" and "j" in query):
+            # ``j``: JSONP polling, which rtserver does not speak (see the README).
             return EngineError.UNKNOWN_TRANSPORT
         if not self._origin_allowed(request):
             return EngineError.FORBIDDEN
@@ -115,6 +127,8 @@ class EngineServer:
             session = self.sessions.get(sid)
             if session is None:
                 return EngineError.UNKNOWN_SID
+            if session.protocol != protocol:
+                return EngineError.BAD_REQUEST
             if transport_expected == "websocket":
                 # A session already upgraded (or upgrading) still gets its
                 # 101; the WebSocket is then closed, as the reference does.
@@ -131,7 +145,7 @@ class EngineServer:
 
     def _new_session(self, request: Request, transport: str) -> tuple[Session, str]:
         sid = secrets.token_urlsafe(15)
-        session = Session(self, sid, request, transport)
+        session = (Session if self._protocol(request) == 4 else SessionV3)(self, sid, request, transport)
         self.sessions[sid] = session
         self.stats.handshakes[transport] += 1
         # Only a polling session has something to upgrade to.
@@ -169,15 +183,16 @@ class EngineServer:
                 return refused
             session, open_packet = self._new_session(request, "polling")
             await self._nursery.start(session.run, self._open_handler(session))
-            return Response(200, open_packet.encode(), cors, "text/plain; charset=UTF-8")
+            body, content_type = session.encode_poll([open_packet])
+            return Response(200, body, cors, content_type)
         session = self.sessions[sid]
         if request.method == "GET":
             frames = await session.poll()
             if frames is None:
                 session.abort("overlapping polls")
                 return _error(EngineError.BAD_REQUEST, cors)
-            body = packets.encode_payload(frames).encode()
-            return Response(200, body, cors, "text/plain; charset=UTF-8")
+            body, content_type = session.encode_poll(frames)
+            return Response(200, body, cors, content_type)
         try:
             await session.receive_payload(request.body)
         except EngineProtocolError as exc:
@@ -207,6 +222,7 @@ class EngineServer:
 
     async def _upgrade_websocket(self, request: Request, answer: bytes, stream: ConnectionStream) -> None:
         sid = request.query["sid"]
+        binary = "b64" not in request.query  # for a v3 client: its WebSocket's own say
         del request  # the session keeps its handshake request; this one is not kept
         try:
             ws = await websocket.WebSocket.accept(stream, answer, self.config.max_payload)
@@ -217,6 +233,8 @@ class EngineServer:
         if upgrading is None or not upgrading.upgradable:
             await ws.close(1000, "session already upgraded or upgrading")
         elif await self._upgrade(upgrading, ws):
+            if isinstance(upgrading, SessionV3):
+                upgrading.binary = binary
             await upgrading.finished.wait()
         else:
             await ws.close(1002, "upgrade failed")

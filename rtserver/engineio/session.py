@@ -75,7 +75,16 @@ class SessionHandler(Protocol):
         ...
 
 
+#: The Content-Type of a polling answer in text.
+TEXT_PLAIN = "text/plain; charset=UTF-8"
+
+
 class Session:
+    """An Engine.IO v4 session (:class:`~.session_v3.SessionV3` for v3)."""
+
+    #: The Engine.IO protocol revision the client speaks.
+    protocol = 4
+
     __slots__ = (
         "_arrived",
         "_attached",
@@ -255,6 +264,8 @@ class Session:
         self._end()
 
     # ------------------------------------------------------------ inbound
+    decode_text = staticmethod(packets.decode_text)
+
     async def receive_frame(self, frame: str | bytes) -> None:
         """Handle one frame from the client (either transport)."""
         stats = self.server.stats
@@ -263,7 +274,7 @@ class Session:
         if isinstance(frame, bytes):
             await self._to_handler(frame)
         else:
-            await self._receive_packet(packets.decode_text(frame))
+            await self._receive_packet(self.decode_text(frame))
 
     async def _to_handler(self, data: str | bytes) -> None:
         # Nothing more is read once the session is over, or ending: after a
@@ -288,17 +299,23 @@ class Session:
             raise EngineProtocolError(f"unexpected {packet.type.name} packet from client")
         # UPGRADE and NOOP outside the upgrade handshake carry nothing.
 
+    decode_payload = staticmethod(packets.decode_payload)
+
     async def receive_payload(self, body: bytes) -> None:
         """A long-polling POST body: one or more packets."""
         stats = self.server.stats
         stats.bytes_in += len(body)
-        for packet in packets.decode_payload(body):
+        for packet in self.decode_payload(body):
             if self._ended:
                 break  # ended by an earlier packet of this payload
             stats.messages_in += 1
             await self._receive_packet(packet)
 
     # ------------------------------------------------------- long-polling
+    def encode_poll(self, frames: list[Frame]) -> tuple[bytes, str]:
+        """A polling answer's body and Content-Type for ``frames``."""
+        return packets.encode_payload(frames).encode(), TEXT_PLAIN
+
     async def poll(self) -> list[Frame] | None:
         """Wait for frames for a polling GET; None when a poll is already open."""
         if self._polling:

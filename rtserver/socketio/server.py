@@ -17,6 +17,7 @@ from ..hub import Hub
 from ..recovery import Recovery
 from ..retention import Retention
 from .client import Client
+from .client_v2 import V2Client
 from .socket import Socket, event_frames
 
 
@@ -85,7 +86,7 @@ class SocketIOServer:
         self.refusal_shapers: dict[str, RefusalShaper] = {}
 
     def open_client(self, session: Session) -> Client:
-        return Client(self, session)
+        return Client(self, session) if session.protocol == 4 else V2Client(self, session)
 
     def namespace_allowed(self, namespace: str) -> bool:
         return (
