@@ -218,13 +218,19 @@ async def test_engineio_v3_is_refused_unless_allowed(start_server: StartServer, 
 FAST_PINGS = {**V2, "ping_interval": 0.2, "ping_timeout": 0.2}
 
 
-async def test_client_pings_keep_the_session_alive(start_server: StartServer, node: Node) -> None:
+@pytest.mark.parametrize("transports", [["polling"], ["polling", "websocket"]], ids=["polling", "upgrade"])
+async def test_client_pings_keep_the_session_alive(start_server: StartServer, node: Node, transports) -> None:
     app, seen = old_app()
     server = await start_server(app, engineio=FAST_PINGS)
     # Several times pingInterval + pingTimeout: only the client's pings keep it open.
     result = await run_scripted(
-        node, server, script="v2.js", steps=[{"waitTransport": "websocket"}, {"waitPong": 8}, {"emit": ["echo", "still"], "ack": True}]
+        node,
+        server,
+        script="v2.js",
+        options={"transports": transports},
+        steps=[{"waitPong": 8}, {"emit": ["echo", "still"], "ack": True}, {"report": "transport"}],
     )
+    assert [e["name"] for e in result.of("transport")] == [transports[-1]]
     assert len(result.of("pong")) >= 8
     assert acks(result, "echo") == [["still"]]
     assert result.of("disconnect") == [{"type": "disconnect", "reason": "io client disconnect"}]

@@ -6,9 +6,9 @@ reference server does it:
 - The client sends the pings, every ``pingInterval``, and the server answers
   each with a pong.  A session with no ping for ``pingInterval +
   pingTimeout`` ends ("ping timeout").  The clock keeps that deadline: a
-  ping moves it, the booking looks again when it comes up (nothing is sent
-  and nothing booked per ping).  A pong from the client is an error (the
-  reference's "invalid heartbeat direction").
+  ping only moves it, and the booking looks again when it comes up (a ping
+  books nothing).  A pong from the client is an error (the reference's
+  "invalid heartbeat direction").
 - Polling bodies and binary frames are written the v3 way (``packets_v3``);
   a client that cannot take binary says ``b64=1`` in its handshake (and in
   its WebSocket request) and gets base64 instead.
