@@ -70,13 +70,18 @@ def decode_binary_frame(data: bytes) -> Packet:
     return Packet(PacketType.MESSAGE, data[1:])
 
 
-def encode_frame(frame: Frame, binary: bool) -> Frame:
-    """One queued frame as a v3 WebSocket message."""
+def _as_text(frame: Frame) -> str:
+    """A frame as text: a binary MESSAGE in base64, ``b4<base64>``."""
     if isinstance(frame, str):
         return frame
-    if binary:
-        return _MESSAGE + frame
     return "b4" + base64.b64encode(frame).decode("ascii")
+
+
+def encode_frame(frame: Frame, binary: bool) -> Frame:
+    """One queued frame as a v3 WebSocket message."""
+    if binary and isinstance(frame, bytes):
+        return _MESSAGE + frame
+    return _as_text(frame)
 
 
 def websocket_item(item: Outgoing, binary: bool) -> Outgoing:
@@ -186,8 +191,5 @@ def encode_payload(frames: list[Frame], binary: bool) -> tuple[bytes, bool]:
             else:
                 parts += (b"\x01", _digits(len(frame) + 1), b"\xff", _MESSAGE, frame)
         return b"".join(parts), True
-    records = []
-    for frame in frames:
-        text = encode_frame(frame, False)
-        records.append(f"{utf16_length(text)}:{text}")  # type: ignore[arg-type]
-    return "".join(records).encode("utf-8"), False
+    texts = [_as_text(frame) for frame in frames]
+    return "".join(f"{utf16_length(text)}:{text}" for text in texts).encode("utf-8"), False
