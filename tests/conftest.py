@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from support.browser import CHROMIUM, Browser
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
@@ -80,3 +81,22 @@ async def run_node(script: str, *args: str, timeout: float = 30, env: dict[str, 
 @pytest.fixture
 def node() -> Callable[..., Awaitable[NodeResult]]:
     return run_node
+
+
+# One driven chromium per test module (tests/support/browser.py).
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    assert CHROMIUM is not None, "chromium is required in CI (.ci/run installs it)"
+    browser = Browser.start()
+    yield browser
+    browser.stop()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> Iterator[Browser]:
+    """The module's browser; the test fails on any JavaScript error of its pages."""
+    chromium.take_errors()
+    yield chromium
+    chromium.close_pages()
+    errors = chromium.take_errors()
+    assert errors == [], f"JavaScript errors in the pages: {errors}"
