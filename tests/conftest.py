@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 from support.browser import CHROMIUM, Browser
+from support.wire import Witness, make_app
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
@@ -100,3 +101,17 @@ def browser(chromium: Browser) -> Iterator[Browser]:
     chromium.close_pages()
     errors = chromium.take_errors()
     assert errors == [], f"JavaScript errors in the pages: {errors}"
+
+
+@pytest.fixture
+async def setup(start_server, nursery):
+    """``await setup(**config_sections)`` -> (server, disconnect reasons by sid, witness);
+    ``made=(app, reasons)`` serves another app than make_app's."""
+
+    async def start(made: tuple[App, dict[str, str]] | None = None, **sections):
+        app, reasons = made or make_app()
+        server = await start_server(app, **sections)
+        witness = await Witness.connect(nursery, server.port)
+        return server, reasons, witness
+
+    return start

@@ -17,6 +17,7 @@ from ..hub import Hub
 from ..recovery import Recovery
 from ..retention import Retention
 from .client import Client
+from .packets import check_event_name
 from .socket import Socket, event_frames
 
 
@@ -111,6 +112,7 @@ class SocketIOServer:
         skip: str | Iterable[str] | None = None,
         volatile: bool = False,
     ) -> int:
+        check_event_name(event)
         rooms, exclude = _names(to), _names(skip) or ()
         plain = None
         if self.recovery.enabled and not volatile and self.recovery.keeps(event):

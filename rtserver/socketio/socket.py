@@ -13,7 +13,7 @@ from ..auth.identity import Identity
 from ..engineio.clock import Ticket
 from ..engineio.packets import Frame, Outgoing
 from ..http.messages import Request
-from .packets import Packet, PacketType, encode
+from .packets import Packet, PacketType, check_event_name, encode
 
 if TYPE_CHECKING:
     from .client import Client
@@ -100,7 +100,9 @@ class Socket:
 
     # ------------------------------------------------------------ app side
     def emit(self, event: str, *args: Any, volatile: bool = False) -> bool:
-        """Send an event to this socket; never blocks."""
+        """Send an event to this socket; never blocks.  Raises ValueError
+        for a reserved name (``connect``, ``disconnect``, ...)."""
+        check_event_name(event)
         if not self.connected and self._held is None:
             return False
         server = self.client.server
@@ -120,6 +122,7 @@ class Socket:
 
         Returns the single ack argument, or a tuple when there are several.
         """
+        check_event_name(event)
         ack_id = next(self._ack_ids)
         send, receive = trio.open_memory_channel[list[Any]](1)
         self._acks[ack_id] = send

@@ -17,6 +17,8 @@ import orjson
 import trio
 import trio_websocket
 
+from rtserver import App
+
 EIO = "/socket.io/?EIO=4"
 WAIT = 5.0
 
@@ -246,3 +248,19 @@ class Witness:
                     continue  # an event the server sent everyone (a broadcast)
                 assert message == f'43{self._ack}["still here",{self._ack}]'
                 return
+
+
+def make_app() -> tuple[App, dict[str, str]]:
+    """An app that echoes (what :class:`Witness` needs) and records each socket's disconnect reason by sid."""
+    app = App()
+    reasons: dict[str, str] = {}
+
+    @app.on("echo")
+    def echo(socket, *args):
+        return args
+
+    @app.on("disconnect")
+    def disconnect(socket, reason):
+        reasons[socket.sid] = reason
+
+    return app, reasons
