@@ -125,7 +125,7 @@ async def test_websocket_frame_over_max_payload(setup, nursery):
 MALFORMED = {
     "engineio-unknown-type": "9",
     "engineio-empty": "",
-    "engineio-open-from-client": "0",
+    "engineio-ping-from-client": "2",  # v4 pings go from the server only
     "socketio-bad-json": '42["a"',
     "socketio-unknown-type": "49",
     "socketio-ack-id-too-long": '4212345678901234567["echo"]',

@@ -6,7 +6,7 @@ import orjson
 import trio
 import trio_websocket
 from support.nodes import wait_until
-from support.wire import EIO, WAIT, Polling, Witness, http
+from support.wire import EIO, WAIT, Polling, Witness, http, request
 
 from rtserver import App
 
@@ -112,3 +112,124 @@ async def test_second_websocket_while_upgrading_is_accepted_then_closed(start_se
         await probing.send_message("5")
     await wait_until(lambda: server.engine.sessions[client.sid].transport == "websocket")
     await probing.aclose()
+
+
+# ------------------------------------------------- long-polling requests
+async def test_polling_answers_are_never_cached(start_server):
+    """Content types and Cache-Control of every long-polling answer, as the
+    reference sends them (its sample session)."""
+    server = await start_server(echo_app())
+    status, headers, body = await request(server.port, "GET", f"{EIO}&transport=polling")
+    assert (status, headers["content-type"], headers["cache-control"]) == (200, "text/plain; charset=UTF-8", "no-store")
+    target = f"{EIO}&transport=polling&sid={orjson.loads(body[1:])['sid']}"
+    status, headers, body = await request(server.port, "POST", target, b"40")
+    assert (status, body, headers["content-type"], headers["cache-control"]) == (200, b"ok", "text/html", "no-store")
+    status, headers, body = await request(server.port, "GET", target)
+    assert (status, headers["content-type"], headers["cache-control"]) == (200, "text/plain; charset=UTF-8", "no-store")
+    assert body.startswith(b"40{")
+    status, headers, body = await request(server.port, "GET", f"{EIO}&transport=polling&sid=nope")
+    assert (status, headers["content-type"], "cache-control" in headers) == (400, "application/json", False)
+
+
+async def test_overlapping_posts_end_the_session(start_server, nursery):
+    """The protocol: a client MUST NOT have two POSTs at once; the server
+    answers the second with 400 and closes the session."""
+    app = echo_app()
+
+    @app.on("connect")
+    async def slow_connect(socket, auth):
+        await trio.sleep(0.3)
+
+    server = await start_server(app)
+    client = await Polling(server.port).open(connect=False)
+    answers: list[tuple[int, bytes]] = []
+
+    async def first_post() -> None:
+        answers.append(await client.post(b"40"))
+
+    nursery.start_soon(first_post)
+    await wait_until(lambda: server.engine.sessions[client.sid]._posting)
+    status, body = await client.post(b'42["echo","meanwhile"]')
+    assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
+    await wait_until(lambda: client.sid not in server.engine.sessions)
+    await wait_until(lambda: bool(answers))
+    assert answers == [(200, b"ok")]  # the first POST was read whole; its CONNECT finds the session over
+    assert (await client.get())[0] == 400
+
+
+async def test_a_pending_poll_closed_by_the_client_ends_the_session(start_server):
+    """The reference ends a session whose pending GET the client aborts
+    ("poll connection closed prematurely"); what was queued next would
+    otherwise be written to a connection nobody reads."""
+    app = echo_app()
+    reasons: list[str] = []
+    app.on("disconnect", lambda socket, reason: reasons.append(reason))
+    server = await start_server(app)
+    witness = await Polling(server.port).open()
+    client = await Polling(server.port).open()
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    await stream.send_all(f"GET {client.target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await wait_until(lambda: server.engine.sessions[client.sid]._polling)
+    await stream.aclose()
+    await wait_until(lambda: client.sid not in server.engine.sessions)
+    assert reasons == ["transport error"]  # recoverable, as in the reference
+    assert (await client.get())[0] == 400
+    assert await witness.post(b'421["echo","still here"]') == (200, b"ok")
+    assert await witness.get() == (200, b'431["still here"]')
+
+
+async def test_a_binary_post_body_ends_the_session(start_server):
+    """Engine.IO v4 POST bodies are text; the reference closes a session
+    that sends application/octet-stream (v3's binary payloads)."""
+    server = await start_server(echo_app())
+    client = await Polling(server.port).open()
+    status, _, body = await request(
+        server.port, "POST", client.target, b'421["echo","x"]', [("Content-Type", "application/octet-stream")]
+    )
+    assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
+    await wait_until(lambda: client.sid not in server.engine.sessions)
+
+
+async def test_packets_before_a_malformed_one_in_a_payload_are_handled(start_server):
+    app = App()
+    seen: list[str] = []
+    app.on("note", lambda socket, text: seen.append(text))
+    server = await start_server(app)
+    client = await Polling(server.port).open()
+    status, _ = await client.post(b'42["note","before"]\x1e9not-a-packet\x1e42["note","after"]')
+    assert status == 400
+    await wait_until(lambda: client.sid not in server.engine.sessions)
+    assert seen == ["before"]
+
+
+async def test_open_noop_and_upgrade_from_the_client_are_ignored(start_server, nursery):
+    """The reference ignores them outside the upgrade (a PING from a client
+    is an error: see test_bad_input)."""
+    server = await start_server(echo_app())
+    client = await Polling(server.port).open()
+    assert await client.post(b"0\x1e6\x1e5\x1e421[\"echo\",\"polling\"]") == (200, b"ok")
+    assert await client.get() == (200, b'431["polling"]')
+    witness = await Witness.connect(nursery, server.port)
+    for frame in ("0", "6", "5", "0{}"):
+        await witness.ws.send_message(frame)
+    await witness.check(server)
+
+
+async def test_a_request_pipelined_behind_a_pending_poll_is_answered_after_it(start_server):
+    """Watching a pending poll's connection must not eat what the client
+    sends next on it: a pipelined request is answered after the poll."""
+    app = echo_app()
+    server = await start_server(app)
+    client = await Polling(server.port).open()
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        await stream.send_all(f"GET {client.target} HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await wait_until(lambda: server.engine.sessions[client.sid]._polling)
+        await trio.sleep(0.1)
+        assert app.emit("news", "x") == 1
+        received = b""
+        with trio.fail_after(WAIT):
+            while received.count(b"HTTP/1.1 200") < 2 or not received.endswith(b'{"status":"ok"}'):
+                received += await stream.receive_some(65536)
+    assert b'42["news","x"]' in received
+    assert client.sid in server.engine.sessions

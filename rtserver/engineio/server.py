@@ -15,6 +15,7 @@ from ..auth.errors import Refusal
 from ..config import EngineIOConfig
 from ..faults import supervise
 from ..http.messages import Request, Response, json_response
+from ..http.server import PeerGone
 from ..http.stream import ConnectionStream
 from ..metrics import Stats
 from . import packets, websocket
@@ -38,6 +39,12 @@ class Gate(Protocol):
 
 def _error(error: EngineError, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     return json_response(error.status, {"code": int(error), "message": error.message}, headers)
+
+
+#: Every long-polling answer (open packet, poll, POST) is never to be cached,
+#: as the reference sends it.
+_NO_STORE = (("Cache-Control", "no-store"),)
+_TEXT = "text/plain; charset=UTF-8"
 
 
 class EngineServer:
@@ -147,7 +154,9 @@ class EngineServer:
     def body_limit(self) -> int:
         return self.config.max_payload
 
-    async def handle_http(self, request: Request) -> Response:
+    async def handle_http(self, request: Request, peer_gone: PeerGone | None = None) -> Response:
+        """A long-polling request; a pending poll watches ``peer_gone`` and
+        ends its session when the client goes away (as the reference does)."""
         cors = self._cors_headers(request)
         if request.method == "OPTIONS":
             headers = cors
@@ -169,22 +178,32 @@ class EngineServer:
                 return refused
             session, open_packet = self._new_session(request, "polling")
             await self._nursery.start(session.run, self._open_handler(session))
-            return Response(200, open_packet.encode(), cors, "text/plain; charset=UTF-8")
+            return Response(200, open_packet.encode(), cors + _NO_STORE, _TEXT)
         session = self.sessions[sid]
         if request.method == "GET":
-            frames = await session.poll()
+            frames = await session.poll(peer_gone)
             if frames is None:
                 session.abort("overlapping polls")
                 return _error(EngineError.BAD_REQUEST, cors)
             body = packets.encode_payload(frames).encode()
-            return Response(200, body, cors, "text/plain; charset=UTF-8")
+            return Response(200, body, cors + _NO_STORE, _TEXT)
+        if request.headers.get("content-type") == "application/octet-stream":
+            # Binary bodies are Engine.IO v3's; a v4 payload is text (the
+            # reference ends the session too).
+            session.abort("parse error")
+            return _error(EngineError.BAD_REQUEST, cors)
         try:
-            await session.receive_payload(request.body)
+            taken = await session.receive_payload(request.body)
         except EngineProtocolError as exc:
             log.info("protocol error: %s", exc, extra={"fields": {"sid": sid}})
             session.abort("parse error")
             return _error(EngineError.BAD_REQUEST, cors)
-        return Response(200, b"ok", cors, "text/html")
+        if not taken:
+            session.abort("overlapping posts")
+            return _error(EngineError.BAD_REQUEST, cors)
+        # text/html, not text/plain, as the reference answers (some user agents
+        # offered a text/plain answer as a download).
+        return Response(200, b"ok", cors + _NO_STORE, "text/html")
 
     # -------------------------------------------------------- websocket
     def websocket_handler(self, request: Request) -> Response | Callable[[ConnectionStream], Awaitable[None]]:
