@@ -233,3 +233,44 @@ async def test_a_request_pipelined_behind_a_pending_poll_is_answered_after_it(st
                 received += await stream.receive_some(65536)
     assert b'42["news","x"]' in received
     assert client.sid in server.engine.sessions
+
+
+# ------------------------------------------------------------- cookie
+async def websocket_handshake_head(port: int) -> bytes:
+    """The head of the 101 answer to a WebSocket opened without polling."""
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        await stream.send_all(
+            f"GET {EIO}&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        received = b""
+        with trio.fail_after(WAIT):
+            while b"\r\n\r\n" not in received:
+                received += await stream.receive_some(65536)
+        return received.partition(b"\r\n\r\n")[0]
+
+
+async def test_session_cookie_when_configured(start_server):
+    """engineio.cookie is the reference's `cookie` option (for load balancers
+    that stick a session to a node by cookie): set on the handshake's answer
+    only, over either transport."""
+    server = await start_server(echo_app(), engineio={"cookie": "io"})
+    status, headers, body = await request(server.port, "GET", f"{EIO}&transport=polling")
+    sid = orjson.loads(body[1:])["sid"]
+    assert headers["set-cookie"] == f"io={sid}; Path=/; HttpOnly; SameSite=Lax"
+    target = f"{EIO}&transport=polling&sid={sid}"
+    for method, body in (("POST", b"40"), ("GET", b"")):
+        status, headers, _ = await request(server.port, method, target, body, [("Cookie", f"io={sid}")])
+        assert status == 200 and "set-cookie" not in headers
+    head = await websocket_handshake_head(server.port)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    [cookie] = [line for line in head.split(b"\r\n") if line.lower().startswith(b"set-cookie:")]
+    assert cookie.split(b": ", 1)[1].startswith(b"io=") and cookie.endswith(b"; Path=/; HttpOnly; SameSite=Lax")
+    assert cookie.split(b"=", 1)[1].split(b";")[0].decode() in server.engine.sessions
+
+
+async def test_no_cookie_by_default(start_server):
+    server = await start_server(echo_app())
+    _, headers, _ = await request(server.port, "GET", f"{EIO}&transport=polling")
+    assert "set-cookie" not in headers
+    assert b"set-cookie" not in (await websocket_handshake_head(server.port)).lower()

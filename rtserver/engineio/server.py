@@ -136,6 +136,12 @@ class EngineServer:
                 return EngineError.BAD_REQUEST
         return None
 
+    def _cookie(self, sid: str) -> tuple[tuple[str, str], ...]:
+        """The session cookie's header for a handshake answer, when configured
+        (the reference's defaults: path /, HttpOnly, SameSite=Lax)."""
+        name = self.config.cookie
+        return (("Set-Cookie", f"{name}={sid}; Path=/; HttpOnly; SameSite=Lax"),) if name else ()
+
     def _new_session(self, request: Request, transport: str) -> tuple[Session, str]:
         sid = secrets.token_urlsafe(15)
         session = Session(self, sid, request, transport)
@@ -178,7 +184,7 @@ class EngineServer:
                 return refused
             session, open_packet = self._new_session(request, "polling")
             await self._nursery.start(session.run, self._open_handler(session))
-            return Response(200, open_packet.encode(), cors + _NO_STORE, _TEXT)
+            return Response(200, open_packet.encode(), cors + _NO_STORE + self._cookie(session.sid), _TEXT)
         session = self.sessions[sid]
         if request.method == "GET":
             frames = await session.poll(peer_gone)
@@ -244,6 +250,8 @@ class EngineServer:
         """A session opened directly over WebSocket: the 101 answer and the
         Engine.IO open packet leave in one write."""
         session, open_packet = self._new_session(request, "websocket")
+        for name, value in self._cookie(session.sid):
+            answer = websocket.with_header(answer, name, value)
         first_write = answer + Outgoing((open_packet,)).wire
         del answer, open_packet  # not kept for the connection's lifetime
         try:
