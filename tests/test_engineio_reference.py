@@ -274,3 +274,49 @@ async def test_no_cookie_by_default(start_server):
     _, headers, _ = await request(server.port, "GET", f"{EIO}&transport=polling")
     assert "set-cookie" not in headers
     assert b"set-cookie" not in (await websocket_handshake_head(server.port)).lower()
+
+
+# ------------------------------------------------------------- upgrade
+async def test_polls_during_and_after_an_upgrade(start_server, nursery):
+    """The v4 test suite's upgrade: a GET while the probe is done is answered
+    with a noop; after the UPGRADE, a request over polling for that sid is
+    400 and the WebSocket goes on."""
+    server = await start_server(echo_app())
+    client = await Polling(server.port).open()
+    ws = await trio_websocket.connect_websocket_url(nursery, f"ws://127.0.0.1:{server.port}{EIO}&transport=websocket&sid={client.sid}")
+    with trio.fail_after(WAIT):
+        await ws.send_message("2probe")
+        assert await ws.get_message() == "3probe"
+    assert await client.get() == (200, b"6")
+    await ws.send_message("5")
+    await wait_until(lambda: server.engine.sessions[client.sid].transport == "websocket")
+    status, body = await client.get()
+    assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
+    with trio.fail_after(WAIT):
+        await ws.send_message('421["echo","upgraded"]')
+        while (message := await ws.get_message()) in ("6", "2"):
+            if message == "2":
+                await ws.send_message("3")
+    assert message == '431["upgraded"]'
+    await ws.aclose()
+
+
+# ---------------------------------------------------------------- CORS
+async def test_cors_headers_on_answers_and_errors(start_server):
+    """An allowed origin gets its CORS headers on errors too (the reference
+    applies its cors middleware before anything else); another origin is
+    refused with 403, code 4."""
+    server = await start_server(echo_app(), engineio={"cors_origins": ["http://app.example"]})
+    allowed = [("Origin", "http://app.example")]
+    for target in (f"{EIO}&transport=polling", f"{EIO}&transport=polling&sid=nope", "/socket.io/?EIO=9&transport=polling"):
+        status, headers, _ = await request(server.port, "GET", target, headers=allowed)
+        assert headers["access-control-allow-origin"] == "http://app.example", (target, status)
+        assert headers["access-control-allow-credentials"] == "true"
+    status, headers, body = await request(server.port, "GET", f"{EIO}&transport=polling", headers=[("Origin", "http://evil.example")])
+    assert (status, orjson.loads(body)) == (403, {"code": 4, "message": "Forbidden"})
+    assert "access-control-allow-origin" not in headers
+    status, headers, _ = await request(
+        server.port, "OPTIONS", f"{EIO}&transport=polling", headers=[*allowed, ("Access-Control-Request-Headers", "content-type")]
+    )
+    assert status == 204 and headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    assert headers["access-control-allow-headers"] == "content-type"
