@@ -320,3 +320,14 @@ async def test_cors_headers_on_answers_and_errors(start_server):
     )
     assert status == 204 and headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
     assert headers["access-control-allow-headers"] == "content-type"
+
+
+async def test_ping_pong_over_polling(start_server):
+    """The test suites' heartbeat over long-polling: each poll brings a
+    ping, each pong POSTed keeps the session."""
+    server = await start_server(echo_app(), engineio={"ping_interval": 0.2, "ping_timeout": 0.5})
+    client = await Polling(server.port).open()
+    for _ in range(3):
+        assert await client.get() == (200, b"2")
+        assert await client.post(b"3") == (200, b"ok")
+    assert client.sid in server.engine.sessions
