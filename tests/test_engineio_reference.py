@@ -63,6 +63,17 @@ async def upgrade(port: int, sid: str, nursery: trio.Nursery) -> trio_websocket.
     return ws
 
 
+async def echoes(ws: trio_websocket.WebSocketConnection) -> None:
+    """An event round-trips over the upgraded WebSocket ``ws`` (noops and
+    pings on the way are skipped, pings answered)."""
+    with trio.fail_after(WAIT):
+        await ws.send_message('421["echo","upgraded"]')
+        while (message := await ws.get_message()) in ("6", "2"):
+            if message == "2":
+                await ws.send_message("3")
+    assert message == '431["upgraded"]'
+
+
 async def accepted_then_closed(port: int, sid: str, nursery: trio.Nursery) -> None:
     """A WebSocket for ``sid``: the handshake succeeds (101), then the server closes it."""
     ws = await trio_websocket.connect_websocket_url(nursery, f"ws://127.0.0.1:{port}{EIO}&transport=websocket&sid={sid}")
@@ -81,12 +92,7 @@ async def test_second_websocket_for_an_upgraded_session_is_accepted_then_closed(
     await wait_until(lambda: server.engine.sessions[client.sid].transport == "websocket")
     await accepted_then_closed(server.port, client.sid, nursery)
     # The upgraded session is undisturbed.
-    with trio.fail_after(WAIT):
-        await first.send_message('421["echo","upgraded"]')
-        while (message := await first.get_message()) in ("6", "2"):
-            if message == "2":
-                await first.send_message("3")
-        assert message == '431["upgraded"]'
+    await echoes(first)
     assert server.engine.sessions[client.sid].transport == "websocket"
     await first.aclose()
 
@@ -292,12 +298,7 @@ async def test_polls_during_and_after_an_upgrade(start_server, nursery):
     await wait_until(lambda: server.engine.sessions[client.sid].transport == "websocket")
     status, body = await client.get()
     assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
-    with trio.fail_after(WAIT):
-        await ws.send_message('421["echo","upgraded"]')
-        while (message := await ws.get_message()) in ("6", "2"):
-            if message == "2":
-                await ws.send_message("3")
-    assert message == '431["upgraded"]'
+    await echoes(ws)
     await ws.aclose()
 
 
