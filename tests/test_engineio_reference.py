@@ -332,3 +332,14 @@ async def test_ping_pong_over_polling(start_server):
         assert await client.get() == (200, b"2")
         assert await client.post(b"3") == (200, b"ok")
     assert client.sid in server.engine.sessions
+
+
+async def test_websocket_for_a_closing_session_is_accepted_then_closed(start_server, nursery):
+    """A session the server is closing is not upgraded: the WebSocket gets
+    its 101 and is closed, and the CLOSE waits for the next poll."""
+    server = await start_server(echo_app())
+    client = await Polling(server.port).open()
+    server.engine.sessions[client.sid].close("server close")
+    await accepted_then_closed(server.port, client.sid, nursery)
+    assert await client.get() == (200, b"1")
+    await wait_until(lambda: client.sid not in server.engine.sessions)
