@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 from support.browser import CHROMIUM, Browser
+from support.process import kill_started
 from support.wire import Witness, make_app
 
 from rtserver import App, RunningServer, serve
@@ -115,3 +116,24 @@ async def setup(start_server, nursery):
         return server, reasons, witness
 
     return start
+
+@pytest.fixture
+async def redis(tmp_path: Path) -> Any:
+    """A redis-server of this test's own (see support.redis); stopped afterwards."""
+    from support.redis import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    await server.start()
+    try:
+        yield server
+    finally:
+        with trio.CancelScope(shield=True):
+            await server.stop()
+
+
+@pytest.fixture
+def spawned() -> Any:
+    """Kill every ``rtserver serve`` process (support.process) a test started,
+    even when it failed midway."""
+    yield
+    kill_started()

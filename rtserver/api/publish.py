@@ -141,26 +141,25 @@ class PublishRoutes:
         await self._kept(*body.messages)
         return ok({"results": results})
 
-    def _targets(self, body: Target) -> list[Any]:
+    async def _matched(self, body: Target) -> tuple[list[str] | None, dict[str, Any]]:
+        """The rooms aimed at, and how many sockets of every node they match
+        now: ``{"sockets": n}``, with ``"complete": false`` when a node did
+        not answer in time (its sockets are not counted, but still acted on)."""
         rooms = body.resolve(self._sio)
-        return list(self._sio.hub.members(body.namespace, rooms, body.except_))
+        found, complete = await self._sio.fetch_sockets(body.namespace, rooms, body.except_)
+        return rooms, {"sockets": len(found), **({} if complete else {"complete": False})}
 
     async def rooms(self, call: Call) -> Response:
         body: RoomsRequest = parse_body(call.request, RoomsRequest)
         if not body.join and not body.leave:
             raise ApiError(400, "invalid_body", "give join and/or leave: lists of room names")
-        sockets = self._targets(body)
-        for socket in sockets:
-            socket.join(*body.join)
-            socket.leave(*body.leave)
-        return ok({"sockets": len(sockets)})
+        rooms, counted = await self._matched(body)
+        self._sio.move_sockets(body.namespace, rooms, body.except_, list(body.join), list(body.leave))
+        return ok(counted)
 
     async def disconnect(self, call: Call) -> Response:
         body: DisconnectRequest = parse_body(call.request, DisconnectRequest)
-        sockets = self._targets(body)
-        for socket in sockets:
-            if body.reconnect:
-                socket.close_connection("disconnected by the API")
-            else:
-                socket.disconnect()
-        return ok({"disconnected": len(sockets)})
+        rooms, counted = await self._matched(body)
+        self._sio.disconnect_sockets(body.namespace, rooms, body.except_, close=body.reconnect)
+        counted["disconnected"] = counted.pop("sockets")
+        return ok(counted)
