@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLIENTS := tests/clients
 BROWSER := tests/browser
+CLUSTER := tests/cluster
 
 PREFIX ?= /opt/rtserver
 SYSTEMD_DIR ?= /etc/systemd/system
 CONFIG_DIR ?= /etc/rtserver
 
-.PHONY: run test install test-deps check-config clean bench
+.PHONY: run test install test-deps check-config clean bench soak
 
 $(BIN)/rtserver: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +36,12 @@ $(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package.json $(CLIENTS)/p
 $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package.json $(BROWSER)/package-lock.json
 	cd $(BROWSER) && npm ci --no-audit --no-fund
 
-test-deps: $(VENV)/.test-deps $(CLIENTS)/node_modules/.package-lock.json $(BROWSER)/node_modules/.package-lock.json
+# The cluster tests' Node peers: socket.io 4.8 with @socket.io/redis-adapter 8, @socket.io/redis-emitter 5.
+$(CLUSTER)/node_modules/.package-lock.json: $(CLUSTER)/package.json $(CLUSTER)/package-lock.json
+	cd $(CLUSTER) && npm ci --no-audit --no-fund
+
+test-deps: $(VENV)/.test-deps $(CLIENTS)/node_modules/.package-lock.json $(BROWSER)/node_modules/.package-lock.json \
+	$(CLUSTER)/node_modules/.package-lock.json
 
 test: test-deps
 	$(BIN)/python -m pytest -q
@@ -45,6 +51,13 @@ test: test-deps
 # bench/results/latest.md. BENCH_RUNS=N, BENCH_QUICK=1 for a smoke run.
 bench: $(BIN)/rtserver
 	$(PYTHON) bench/run.py
+
+# An hour of realistic traffic against one server (not in CI), sampled every
+# 10 s into bench/results/soak.{csv,png,md}. SOAK_SECONDS=N for a shorter run.
+soak: test-deps
+	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/pip install --quiet -r bench/requirements.txt
+	bench/.venv/bin/python bench/soak.py
 
 # As root: the package in $(PREFIX)/.venv, the units, and $(CONFIG_DIR)/config.toml
 # (kept if present). Then: systemctl daemon-reload && systemctl enable --now rtserver.socket
@@ -59,4 +72,4 @@ install:
 	$(PREFIX)/.venv/bin/rtserver check-config $(CONFIG_DIR)/config.toml
 
 clean:
-	rm -rf $(VENV) $(CLIENTS)/node_modules $(BROWSER)/node_modules .pytest_cache
+	rm -rf $(VENV) $(CLIENTS)/node_modules $(BROWSER)/node_modules $(CLUSTER)/node_modules .pytest_cache

@@ -11,9 +11,15 @@ Standard library only (it creates the environments it needs):
   bench/results/latest.md and latest.json;
 - a py-spy profile of rtserver under the 1,000-subscriber fan-out.
 
+The cluster scenario runs two nodes of a server (rtserver with [cluster], Node
+socket.io with @socket.io/redis-adapter) on core 0 and one redis-server
+(Debian's) beside the load generator on core 1: subscribers spread over both
+nodes, publishes on the first, CPU summed over the nodes.
+
 Knobs: BENCH_RUNS (default 3), BENCH_QUICK=1 (one run, small sizes: a smoke
-test), BENCH_SERVERS (comma list), BENCH_SCENARIOS (comma list),
-BENCH_PROFILE=0 (skip the profile).
+test), BENCH_SERVERS (comma list), BENCH_SCENARIOS (comma list; e.g.
+BENCH_SCENARIOS=cluster_1000x200 BENCH_SERVERS=rtserver,socket.io for the
+cluster alone), BENCH_PROFILE=0 (skip the profile).
 """
 
 from __future__ import annotations
@@ -51,7 +57,10 @@ SCENARIOS: dict[str, dict] = {
     "slow_1000x200": {"scenario": "slow", "n": 1000, "messages": 200, "payload": 100, "window": 20,
                       "stall_bytes": 65536, "stall_count": 64},
     "memory": {"scenario": "memory", "n": 10000, "hold": 30, "concurrency": 200},
+    "cluster_1000x200": {"scenario": "fanout", "n": 1000, "messages": 200, "payload": 100, "window": 20, "nodes": 2},
 }
+#: The servers with a cluster of their own through Redis.
+CLUSTER_SERVERS = ("rtserver", "socket.io (node)")
 if QUICK:
     SCENARIOS["connect"]["n"] = 300
     SCENARIOS["fanout_1000x200"].update(n=200, messages=50)
@@ -59,6 +68,7 @@ if QUICK:
     SCENARIOS["polling_200x200"].update(n=30, messages=30)
     SCENARIOS["slow_1000x200"].update(n=200, messages=50, stall_count=32)
     SCENARIOS["memory"].update(n=1000, hold=3)
+    SCENARIOS["cluster_1000x200"].update(n=200, messages=50)
 
 
 def log(*args: object) -> None:
@@ -105,13 +115,18 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------ servers
-def server_cmd(name: str, port: int) -> list[str]:
+def server_cmd(name: str, port: int, scratch: Path, redis_url: str | None = None) -> list[str]:
     py = str(VENV / "bin" / "python")
     if name == "rtserver":
-        return [str(RT_PYTHON), "-m", "rtserver", "serve", "--config", str(BENCH / "apps" / "rtserver.toml"),
+        config = BENCH / "apps" / "rtserver.toml"
+        if redis_url:
+            clustered = scratch / "rtserver-cluster.toml"
+            clustered.write_text(config.read_text() + f'\n[cluster]\nredis_url = "{redis_url}"\n')
+            config = clustered
+        return [str(RT_PYTHON), "-m", "rtserver", "serve", "--config", str(config),
                 "--app", "rtserver_app:app", "--port", str(port)]
     if name == "socket.io (node)":
-        return ["node", str(BENCH / "peers" / "node" / "server.js"), str(port), SECRET]
+        return ["node", str(BENCH / "peers" / "node" / "server.js"), str(port), SECRET, *([redis_url] if redis_url else [])]
     if name == "python-socketio (aiohttp)":
         return [py, str(BENCH / "peers" / "python" / "sio_app.py"), "aiohttp", str(port), SECRET]
     if name == "python-socketio (uvicorn)":
@@ -125,12 +140,12 @@ if os.environ.get("BENCH_SERVERS"):
 
 
 class Server:
-    def __init__(self, name: str, profile_to: Path | None = None) -> None:
+    def __init__(self, name: str, profile_to: Path | None = None, redis_url: str | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.scratch = Path(tempfile.mkdtemp(prefix="rtbench-"))
         env = dict(os.environ, PYTHONPATH=str(BENCH / "apps"), PYTHONUNBUFFERED="1")
-        cmd = ["taskset", "-c", SERVER_CORE, *server_cmd(name, self.port)]
+        cmd = ["taskset", "-c", SERVER_CORE, *server_cmd(name, self.port, self.scratch, redis_url)]
         if profile_to is not None:
             # py-spy on the load generator's core, sampling the server on core 0.
             cmd = ["taskset", "-c", LOADGEN_CORE, str(VENV / "bin" / "py-spy"), "record", "--format", "raw",
@@ -168,6 +183,14 @@ class Server:
             time.sleep(0.1)
         return pid
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.port]
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid]
+
     def tail(self) -> str:
         self.log.flush()
         self.log.seek(0)
@@ -185,9 +208,77 @@ class Server:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def loadgen(server: Server, options: dict) -> dict:
-    opts = dict(options, port=server.port, pid=server.pid, secret=SECRET, clk_tck=os.sysconf("SC_CLK_TCK"),
-                timeout=120, idle_timeout=15)
+class Redis:
+    """A redis-server of the benchmark's own (no persistence), beside the load generator."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.scratch = Path(tempfile.mkdtemp(prefix="rtbench-redis-"))
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", LOADGEN_CORE, "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.scratch)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not listen within 10 s")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class Cluster:
+    """``nodes`` servers of one kind on one redis-server."""
+
+    def __init__(self, name: str, nodes: int) -> None:
+        self.name = name
+        self.redis = Redis()
+        self.nodes: list[Server] = []
+        try:
+            for _ in range(nodes):
+                self.nodes.append(Server(name, redis_url=self.redis.url))
+        except RuntimeError:
+            self.stop()
+            raise
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    @property
+    def pids(self) -> list[int]:
+        return [n.pid for n in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.redis.stop()
+
+
+def start(name: str, scenario: str) -> Server | Cluster:
+    nodes = SCENARIOS[scenario].get("nodes", 1)
+    return Cluster(name, nodes) if nodes > 1 else Server(name)
+
+
+def runs_on(name: str, scenario: str) -> bool:
+    return SCENARIOS[scenario].get("nodes", 1) == 1 or name in CLUSTER_SERVERS
+
+
+def loadgen(server: Server | Cluster, options: dict) -> dict:
+    opts = dict(options, port=server.ports[0], pid=server.pids[0], ports=server.ports, pids=server.pids, secret=SECRET,
+                clk_tck=os.sysconf("SC_CLK_TCK"), timeout=120, idle_timeout=15)
     budget = 300
     cmd = ["taskset", "-c", LOADGEN_CORE, "node", str(BENCH / "loadgen" / "loadgen.js"), json.dumps(opts)]
     try:
@@ -277,12 +368,15 @@ def machine() -> dict:
         "node": cmd("node", "--version"),
         "rtserver": cmd(str(RT_PYTHON), "-c", "import rtserver.version as v; print(v.__version__)") or "?",
         "trio": cmd(str(RT_PYTHON), "-c", "import trio; print(trio.__version__)"),
+        "coredis": cmd(str(RT_PYTHON), "-c", "import coredis; print(coredis.__version__)"),
+        "redis-server": cmd("redis-server", "--version").split(" v=")[-1].split(" ")[0],
     }
     pkgs = json.loads(cmd(str(VENV / "bin" / "pip"), "list", "--format", "json") or "[]")
     for p in pkgs:
         if p["name"].lower() in ("python-socketio", "python-engineio", "aiohttp", "uvicorn", "uvloop", "websockets"):
             versions[p["name"].lower()] = p["version"]
-    for pkg, where in (("socket.io", "peers/node"), ("engine.io", "peers/node"), ("ws", "loadgen")):
+    for pkg, where in (("socket.io", "peers/node"), ("engine.io", "peers/node"), ("@socket.io/redis-adapter", "peers/node"),
+                       ("ws", "loadgen")):
         try:
             versions[f"{pkg} (npm)"] = json.loads((BENCH / where / "node_modules" / pkg / "package.json").read_text())["version"]
         except OSError:
@@ -363,15 +457,19 @@ def main() -> None:
     scenarios = list(SCENARIOS)
     if os.environ.get("BENCH_SCENARIOS"):
         scenarios = [s for s in scenarios if s in os.environ["BENCH_SCENARIOS"].split(",")]
+    if any(SCENARIOS[s].get("nodes", 1) > 1 for s in scenarios) and not shutil.which("redis-server"):
+        sys.exit("bench: redis-server is required for the cluster scenario (apt-get install redis-server)")
     info = machine()
     log(f"machine: {info['nproc']} cores, {info['cpu']}, kernel {info['kernel']}; runs={RUNS} quick={QUICK}")
     raw: dict[str, dict[str, list[dict]]] = {s: {name: [] for name in SERVERS} for s in scenarios}
     for r in range(RUNS):
         for scenario in scenarios:
             for name in SERVERS:  # interleaved: each run sees every server under the same conditions
+                if not runs_on(name, scenario):
+                    continue
                 t0 = time.monotonic()
                 try:
-                    server = Server(name)
+                    server = start(name, scenario)
                 except RuntimeError as exc:
                     raw[scenario][name].append({"error": str(exc)})
                     log(f"run {r + 1} {scenario} {name}: {exc}")
@@ -420,6 +518,10 @@ def write_results(info: dict, scenarios: list[str], raw: dict, prof: dict | None
         table[scenario] = {}
         desc = ", ".join(f"{k}={v}" for k, v in opts.items() if k != "scenario")
         md += [f"## {scenario}", "", f"`{opts['scenario']}`: {desc}", ""]
+        if opts.get("nodes", 1) > 1:
+            md += [f"{opts['nodes']} nodes of each server on core 0 ({' and '.join(CLUSTER_SERVERS)} only), one "
+                   "redis-server beside the load generator on core 1; subscribers spread over the nodes, publishes on "
+                   "the first; server CPU summed over the nodes.", ""]
         head = "| figure | " + " | ".join(SERVERS) + " | " + " | ".join(f"rtserver / {p}" for p in peers) + " |"
         md += [head, "|" + "---|" * (1 + len(SERVERS) + len(peers))]
         for label, unit, extract, better in figures_for(scenario):
@@ -467,7 +569,8 @@ def write_results(info: dict, scenarios: list[str], raw: dict, prof: dict | None
         md.append("")
     out = BENCH / "results"
     out.mkdir(exist_ok=True)
-    stem = "quick" if QUICK else "latest"  # a smoke run never overwrites the full results
+    # A smoke run, or a run of some scenarios only, never overwrites the full results.
+    stem = "quick" if QUICK else "+".join(scenarios) if os.environ.get("BENCH_SCENARIOS") else "latest"
     (out / f"{stem}.md").write_text("\n".join(md) + "\n")
     (out / f"{stem}.json").write_text(json.dumps({"machine": info, "quick": QUICK, "runs": RUNS, "runs_done": runs_done, "scenarios": SCENARIOS,
                                                  "servers": SERVERS, "medians": table, "raw": raw, "profile": prof},

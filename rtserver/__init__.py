@@ -1,9 +1,9 @@
 """rtserver: a self-hosted Socket.IO-compatible real-time server on Trio."""
 
-from .app import App, ConnectionRefused, Socket
+from .app import App, ClusterIncomplete, ConnectionRefused, Socket
 from .auth.errors import Refusal
 from .auth.identity import Identity
 from .server import RunningServer, serve
 from .version import __version__
 
-__all__ = ["App", "ConnectionRefused", "Identity", "Refusal", "RunningServer", "Socket", "__version__", "serve"]
+__all__ = ["App", "ClusterIncomplete", "ConnectionRefused", "Identity", "Refusal", "RunningServer", "Socket", "__version__", "serve"]

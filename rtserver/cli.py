@@ -18,12 +18,13 @@ import orjson
 import trio
 
 from . import config as config_mod
-from . import logs
+from . import features, logs
 from .admin_ui.login import hash_password
 from .app import App
 from .auth import tokens
 from .auth.identity import set_claim
 from .auth.keys import KeyRing, KeySetupError
+from .cluster.link import ClusterSetupError
 from .dashboard import DashboardSetupError
 from .server import ListenError, announce_generated_secret, serve_until_signal
 from .store import Store, StoreError
@@ -132,6 +133,7 @@ def _load_config(args: argparse.Namespace) -> config_mod.Config:
         server["host"] = args.host or config.server.host
         server["port"] = args.port if args.port is not None else config.server.port
         config = config_mod.structure(config_mod.unstructure(config) | {"server": server})
+    features.settings_for(config)  # the feature tables, checked by the layer that owns them
     return config
 
 
@@ -175,11 +177,20 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
     problems: list[str] = []
     try:
         trio.run(serve_until_signal, config, app, lambda: _load_config(args))
-    except* (ListenError, KeySetupError, StoreError, TlsSetupError, DashboardSetupError) as group:
-        problems = [str(exc) for exc in group.exceptions]
+    except* (ListenError, KeySetupError, StoreError, TlsSetupError, ClusterSetupError, DashboardSetupError) as group:
+        problems = [str(exc) for exc in _leaves(group)]
     for problem in problems:
         print(f"start-up error: {problem}", file=sys.stderr)
     return EXIT_CONFIG if problems else 0
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    """The exceptions in ``group`` and the groups nested in it (a start-up
+    error raised in a nursery inside the server's own comes wrapped twice)."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
 
 
 def _claims(args: argparse.Namespace, config: config_mod.Config) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import cattrs
@@ -79,6 +80,11 @@ class EngineIOConfig:
     #: Serve Engine.IO v3 clients (socket.io-client 2.x), as the reference
     #: server's ``allowEIO3``; off: ``EIO=3`` gets 400 "Unsupported protocol version".
     allow_eio3: bool = False
+
+    #: Name of a cookie carrying the session id, set on the handshake's answer
+    #: for load balancers that keep a session on one node by cookie (the
+    #: reference server's ``cookie`` option); empty: no cookie.
+    cookie: str = attrs.field(default="", validator=v.matches_re(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]*"))
 
 
 @attrs.frozen
@@ -240,7 +246,8 @@ FEATURE_NAMES = ("deployments", "actions", "signage", "chat", "notifications")
 @attrs.frozen
 class FeaturesConfig:
     """The seed applications' vocabularies (rtserver/features/); each table is
-    checked by its feature module."""
+    checked by its feature module (``rtserver.features.settings_for``), which
+    the CLI runs after this module has structured the rest."""
 
     enabled: tuple[str, ...] = attrs.field(default=(), validator=v.deep_iterable(v.in_(FEATURE_NAMES)))
     deployments: dict[str, Any] = attrs.Factory(dict)
@@ -248,6 +255,60 @@ class FeaturesConfig:
     signage: dict[str, Any] = attrs.Factory(dict)
     chat: dict[str, Any] = attrs.Factory(dict)
     notifications: dict[str, Any] = attrs.Factory(dict)
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _redis_url(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value:
+        return  # no cluster: a single node
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"'redis_url' {value!r} is not a URL: {exc}", attribute) from None
+    if url.scheme not in _REDIS_SCHEMES:
+        raise ValueError(f"'redis_url' must start with redis://, rediss:// or unix://, not {value!r}", attribute)
+    if url.scheme == "unix" and not url.path:
+        raise ValueError(f"'redis_url' {value!r} names no socket path (unix:///run/redis/redis.sock)", attribute)
+    if url.scheme != "unix" and not url.hostname:
+        raise ValueError(f"'redis_url' {value!r} names no host (redis://host:6379/0)", attribute)
+    if port == 0:
+        raise ValueError(f"'redis_url' {value!r} has port 0", attribute)
+
+
+def _node_id(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value and (not _NODE_ID.match(value) or value == "emitter"):
+        # "emitter" is what @socket.io/redis-emitter calls itself on the channels.
+        raise ValueError(f"'node_id' {value!r}: 1 to 64 letters, digits, '_', '.', '-', and not 'emitter'", attribute)
+
+
+def _prefix(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value or "#" in value:
+        raise ValueError("'prefix' is a non-empty name without '#'", attribute)
+
+
+@attrs.frozen
+class ClusterConfig:
+    """Several nodes as one server through Redis, wire-compatible with
+    ``@socket.io/redis-adapter`` 8 and ``@socket.io/redis-emitter`` 5."""
+
+    #: ``redis://[user:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
+    #: ``unix:///path/to/redis.sock``; empty: one node, no Redis.
+    redis_url: str = attrs.field(default="", validator=_redis_url)
+    #: Channel prefix, the reference adapter's and emitter's ``key`` option.
+    prefix: str = attrs.field(default="socket.io", validator=_prefix)
+    #: This node's name on the channels (its ``uid``); generated when empty.
+    node_id: str = attrs.field(default="", validator=_node_id)
+    #: Seconds a cross-node request (fetch_sockets, server_side_emit with
+    #: acks, revocation) waits for every other node's answer.
+    request_timeout: float = attrs.field(default=5.0, validator=[v.gt(0), v.le(600)])
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis_url)
 
 
 #: A bcrypt hash as ``rtserver hash-password`` (or any bcrypt library) writes it.
@@ -345,6 +406,7 @@ class Config:
     recovery: RecoveryConfig = RecoveryConfig()
     retention: RetentionConfig = RetentionConfig()
     features: FeaturesConfig = FeaturesConfig()
+    cluster: ClusterConfig = ClusterConfig()
     admin_ui: AdminUIConfig = AdminUIConfig()
     dashboard: DashboardConfig = DashboardConfig()
     app: AppConfig = AppConfig()
@@ -379,9 +441,6 @@ def structure(data: Mapping[str, Any]) -> Config:
         config = _CONVERTER.structure(data, Config)
     except cattrs.BaseValidationError as exc:
         raise ConfigError(describe(exc)) from None
-    from .features import settings_for  # features import this module
-
-    settings_for(config)  # raises ConfigError for a bad feature table
     return config
 
 

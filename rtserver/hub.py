@@ -6,6 +6,9 @@ outbox; a full outbox triggers the session's slow-consumer policy, never a
 wait.  Another hub (Redis-backed, for several nodes) implements the same
 methods.
 
+Across nodes, rtserver.cluster's bus (when ``[cluster]`` is on) carries a
+broadcast to the other nodes, where it is fanned out by their hubs.
+
 Every socket is in the room named by its sid, as with the reference server;
 that room is the socket itself (found through the sid index), not a set of
 one kept for every connection.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from .engineio.packets import Frame, Outgoing
 from .metrics import Stats
@@ -29,6 +32,17 @@ class Member(Protocol):
     rooms: set[str]
 
     def deliver(self, item: Outgoing | tuple[Frame, ...], volatile: bool) -> bool: ...
+
+    # What another node may ask of a socket here (the cluster bus).
+    def join(self, *rooms: str) -> None: ...
+
+    def leave(self, *rooms: str) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+    def close_connection(self, reason: str = ...) -> None: ...
+
+    def details(self) -> dict[str, Any]: ...
 
 
 class Hub:
@@ -86,6 +100,10 @@ class Hub:
             return () if members is None else members
         # A sid's room is its socket, and whoever the server put in a room of that name.
         return (owner,) if members is None else members | {owner}
+
+    def has_room(self, namespace: str, room: str) -> bool:
+        """Whether any socket of ``namespace`` here is in ``room`` (its own sid room included)."""
+        return room in self._rooms.get(namespace, ()) or room in self._members.get(namespace, ())
 
     def members(self, namespace: str, rooms: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> set[Member]:
         """Sockets of ``namespace`` in any of ``rooms`` (all when None), less ``exclude`` rooms."""

@@ -53,8 +53,12 @@ class Retention:
         return event in self._latest or event in self._inbox
 
     # ---------------------------------------------------------- publishing
-    def emitted(self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None) -> None:
-        """Called for every emit: keep what the configuration names."""
+    def emitted(
+        self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, remote: bool = False
+    ) -> None:
+        """Called for every emit: keep what the configuration names.  An emit
+        from another node (``remote``) updates the latest values kept here;
+        an inbox is kept by the node the emit came from only."""
         if namespace != "/" or not rooms:
             return
         if event in self._latest:
@@ -62,7 +66,7 @@ class Retention:
                 if self._sio.hub.member("/", room) is not None:
                     continue  # a socket's own address, not a room to keep
                 self._queue(self._retained.keep_nowait(_LATEST + room, event, list(args)))
-        if event in self._inbox:
+        if event in self._inbox and not remote:
             for room in rooms:
                 if room.startswith("user:") and not self._sio.hub.members("/", [room]):
                     self._queue(self._retained.append_nowait(_INBOX + room, event, list(args), self.config.inbox_size))

@@ -9,8 +9,10 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .api.router import PREFIX, ApiRouter
+from .cluster.bus import RedisBus
 from .engineio.server import EngineServer
 from .http.messages import Request, Response, error_response, json_response
+from .http.server import PeerGone
 from .metrics import Stats
 
 _SMALL_BODY = 64 * 1024
@@ -22,10 +24,13 @@ def _mount(path: str) -> str:
 
 
 class Router:
-    def __init__(self, engine: EngineServer, engine_paths: tuple[str, ...], api: ApiRouter, stats: Stats) -> None:
+    def __init__(
+        self, engine: EngineServer, engine_paths: tuple[str, ...], api: ApiRouter, stats: Stats, cluster: RedisBus | None = None
+    ) -> None:
         self._engine = engine
         self._api = api
         self._stats = stats
+        self._cluster = cluster
         self._engine_paths = frozenset(_mount(p) for p in engine_paths)
 
     def _is_engine(self, request: Request) -> bool:
@@ -40,10 +45,10 @@ class Router:
             return self._engine.body_limit()
         return _SMALL_BODY
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request, peer_gone: PeerGone | None = None) -> Response:
         if self._is_engine(request):
             # Its own rules for every method (HEAD is not a poll: it would take frames).
-            return await self._engine.handle_http(request)
+            return await self._engine.handle_http(request, peer_gone)
         if request.method == "HEAD":
             # Answered as GET; the HTTP front sends the head only.
             request = attrs.evolve(request, method="GET")
@@ -56,8 +61,16 @@ class Router:
         if request.path == "/healthz":
             if request.method != "GET":
                 return error_response(405, "method_not_allowed", "use GET", [("Allow", "GET, HEAD")])
-            return json_response(200, {"status": "ok"})
+            return json_response(200, self.health())
         return error_response(404, "not_found", f"no route for {request.path}")
+
+    def health(self) -> dict[str, object]:
+        """``ok``; ``degraded`` while the cluster's Redis is unreachable (this
+        node still serves its own clients, so the answer stays 200)."""
+        if self._cluster is None:
+            return {"status": "ok"}
+        cluster = self._cluster.health()
+        return {"status": "ok" if cluster["redis"] == "up" else "degraded", "cluster": cluster}
 
     def websocket_handler(self, request: Request) -> Response | Callable[[trio.abc.Stream], Awaitable[None]]:
         if self._is_engine(request):

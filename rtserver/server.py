@@ -16,6 +16,7 @@ from .api.router import ApiRouter
 from .app import App
 from .auth.guard import Guard
 from .auth.keys import KeyRing, KeySetupError, generated_secret_path
+from .cluster.bus import RedisBus
 from .config import Config, ConfigError
 from .engineio.server import EngineServer
 from .faults import supervise
@@ -140,11 +141,36 @@ def announce_generated_secret(config: Config) -> None:
     )
 
 
-def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
+async def _join_cluster(
+    config: Config, sio: SocketIOServer, guard: Guard, stats: Stats, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Connect this node to the others through Redis (or start degraded while
+    Redis is unreachable) and serve the bus until cancelled."""
+    namespaces = set(config.socketio.namespaces) | sio.app.namespaces | sio.builtins.namespaces
+    bus = RedisBus(config.cluster, sio.hub, namespaces, config.engineio.max_payload, stats.faults)
+    bus.receiver = sio
+
+    async def revoke(request: dict[str, Any]) -> dict[str, Any]:
+        user, version = request.get("user"), request.get("version")
+        if not isinstance(user, str) or not user or not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError("revoke needs a user and an integer version")
+        _, kicked = await guard.revoke(user, version)
+        return {"disconnected": kicked}
+
+    bus.commands["revoke"] = revoke
+    stats.registry.register(bus.collector())
+    sio.bus = bus
+    try:
+        await bus.run(task_status=task_status)
+    finally:
+        sio.bus = None
+
+
+def _gauges(engine: EngineServer, hub: Hub, guard: Guard) -> dict[str, dict[str, int]]:
     transports: dict[str, int] = {"polling": 0, "websocket": 0}
     for session in engine.sessions.values():
         transports[session.transport] += 1
-    return {"connections": transports, "sockets": hub.namespaces()}
+    return {"connections": transports, "sockets": hub.namespaces(), "counted": guard.counted()}
 
 
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -181,7 +207,8 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             presence.install(sio.builtins)
             sio.listeners.append(presence)
             engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
-            stats.bind_gauges(lambda: _gauges(engine, hub))
+            stats.bind_gauges(lambda: _gauges(engine, hub, guard))
+            nursery.start_soon(stats.watch_loop)
             if config.admin_ui.enabled:
                 admin_ui.install(config, sio, engine.sessions.values, stats, nursery)
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
@@ -195,8 +222,10 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
                 features.Context(config, sio.builtins, app, sio, guard, presence, store, retained, api)
             )
             dashboard.install(config, sio, presence, store, retained, stats, api, nursery)
+            if config.cluster.enabled:
+                await nursery.start(_join_cluster, config, sio, guard, stats)
             engine_paths = config.engineio.paths + dashboard.engine_paths(config)
-            http = HttpServer(config.http, Router(engine, engine_paths, api, stats), stats.faults)
+            http = HttpServer(config.http, Router(engine, engine_paths, api, stats, sio.bus), stats.faults)
             http.tls = tls
             app.bind(sio)
             accept_scope = trio.CancelScope()

@@ -120,6 +120,17 @@ class Store:
 
     bump_token_version = _threaded(bump_token_version_sync)
 
+    def raise_token_version_sync(self, user: str, version: int) -> int:
+        """At least ``version`` (another node's revocation); the version now kept."""
+        row = self._db.execute(
+            "INSERT INTO token_versions (user_id, version) VALUES (?, ?) "
+            "ON CONFLICT(user_id) DO UPDATE SET version = max(version, excluded.version) RETURNING version",
+            (user, version),
+        ).fetchone()
+        return int(row[0])
+
+    raise_token_version = _threaded(raise_token_version_sync)
+
     # ------------------------------------------------------------- users
     def user_exists_sync(self, user: str) -> bool:
         return self._db.execute("SELECT 1 FROM users WHERE user_id = ?", (user,)).fetchone() is not None

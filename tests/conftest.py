@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import trio
 from support.browser import CHROMIUM, Browser
+from support.process import kill_started
+from support.wire import Witness, make_app
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
@@ -83,10 +85,56 @@ def node() -> Callable[..., Awaitable[NodeResult]]:
     return run_node
 
 
+# One driven chromium per test module (tests/support/browser.py).
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """One driven chromium for a whole test module (tests/support/browser.py)."""
     assert CHROMIUM is not None, "chromium is required in CI (.ci/run installs it)"
     browser = Browser.start()
     yield browser
     browser.stop()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> Iterator[Browser]:
+    """The module's browser; the test fails on any JavaScript error of its pages."""
+    chromium.take_errors()
+    yield chromium
+    chromium.close_pages()
+    errors = chromium.take_errors()
+    assert errors == [], f"JavaScript errors in the pages: {errors}"
+
+
+@pytest.fixture
+async def setup(start_server, nursery):
+    """``await setup(**config_sections)`` -> (server, disconnect reasons by sid, witness);
+    ``made=(app, reasons)`` serves another app than make_app's."""
+
+    async def start(made: tuple[App, dict[str, str]] | None = None, **sections):
+        app, reasons = made or make_app()
+        server = await start_server(app, **sections)
+        witness = await Witness.connect(nursery, server.port)
+        return server, reasons, witness
+
+    return start
+
+
+@pytest.fixture
+async def redis(tmp_path: Path) -> Any:
+    """A redis-server of this test's own (see support.redis); stopped afterwards."""
+    from support.redis import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    await server.start()
+    try:
+        yield server
+    finally:
+        with trio.CancelScope(shield=True):
+            await server.stop()
+
+
+@pytest.fixture
+def spawned() -> Any:
+    """Kill every ``rtserver serve`` process (support.process) a test started,
+    even when it failed midway."""
+    yield
+    kill_started()

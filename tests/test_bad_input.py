@@ -17,9 +17,8 @@ import orjson
 import pytest
 import trio
 import trio_websocket
-from support.wire import EIO, EIO3, WAIT, Polling, RawWS, Witness, http, request
+from support.wire import EIO, EIO3, WAIT, Polling, RawWS, http, request
 
-from rtserver import App
 
 
 # ---------------------------------------------------------------- helpers
@@ -29,22 +28,6 @@ def no_error_logs(caplog: pytest.LogCaptureFixture):
     yield
     bad = [r for r in caplog.records if r.name.startswith("rtserver") and (r.levelno >= logging.ERROR or r.exc_info)]
     assert not bad, [f"{r.levelname} {r.name} {r.getMessage()} {r.exc_text or ''}" for r in bad]
-
-
-def make_app() -> tuple[App, dict[str, str]]:
-    """An app that echoes and records each socket's disconnect reason by sid."""
-    app = App()
-    reasons: dict[str, str] = {}
-
-    @app.on("echo")
-    def echo(socket, *args):
-        return args
-
-    @app.on("disconnect")
-    def disconnect(socket, reason):
-        reasons[socket.sid] = reason
-
-    return app, reasons
 
 
 async def raw(port: int, data: bytes) -> bytes:
@@ -69,19 +52,6 @@ async def wait_for(predicate, timeout: float = WAIT) -> None:
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(0.01)
-
-
-@pytest.fixture
-async def setup(start_server, nursery):
-    """``await setup(**config_sections)`` -> (server, disconnect reasons by sid, witness)."""
-
-    async def start(**sections):
-        app, reasons = make_app()
-        server = await start_server(app, **sections)
-        witness = await Witness.connect(nursery, server.port)
-        return server, reasons, witness
-
-    return start
 
 
 # ------------------------------------------------ Engine.IO HTTP errors
@@ -157,12 +127,13 @@ ALLOW_EIO3 = {"engineio": {"allow_eio3": True}}
 MALFORMED = {
     "engineio-unknown-type": "9",
     "engineio-empty": "",
-    "engineio-open-from-client": "0",
+    "engineio-ping-from-client": "2",  # v4 pings go from the server only
     "socketio-bad-json": '42["a"',
     "socketio-unknown-type": "49",
     "socketio-ack-id-too-long": '4212345678901234567["echo"]',
     "socketio-binary-bad-count": '45x-["echo",{"_placeholder":true,"num":0}]',
     "socketio-binary-no-count": '45["echo"]',
+    "socketio-binary-zero-attachments": '450-["echo"]',
     "socketio-too-many-attachments": '4599-["echo"]',
     "socketio-reserved-event": '42["connect"]',
     "socketio-event-not-a-list": '42{"a":1}',

@@ -61,6 +61,12 @@ def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert err == ""
 
 
+def test_check_config_cluster_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for url in ("redis://127.0.0.1:6379/0", "rediss://user:secret@redis.example:6380", "unix:///run/redis/redis.sock"):
+        assert cli.main(["check-config", str(write(tmp_path, f'[cluster]\nredis_url = "{url}"\n'))]) == 0, url
+    assert capsys.readouterr().err == ""
+
+
 def test_check_config_empty_file_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-config", str(write(tmp_path, ""))]) == 0
     assert capsys.readouterr().out.strip().endswith("ok")
@@ -74,6 +80,14 @@ def test_check_config_empty_file_is_ok(tmp_path: Path, capsys: pytest.CaptureFix
         ("[server]\nbogus = 1", "server"),
         ('[server]\nlog_level = "loud"', "server.log_level"),
         ('[engineio]\ncors_origins = "*"', "engineio.cors_origins"),
+        ('[cluster]\nredis_url = "http://127.0.0.1:6379"', "cluster.redis_url"),
+        ('[cluster]\nredis_url = "redis://"', "cluster.redis_url"),
+        ('[cluster]\nredis_url = "redis://host:99999"', "cluster.redis_url"),
+        ('[cluster]\nredis_url = "unix://"', "cluster.redis_url"),
+        ('[cluster]\nnode_id = "emitter"', "cluster.node_id"),
+        ('[cluster]\nnode_id = "a#b"', "cluster.node_id"),
+        ('[cluster]\nprefix = ""', "cluster.prefix"),
+        ("[cluster]\nrequest_timeout = 0", "cluster.request_timeout"),
     ],
 )
 def test_check_config_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, key: str) -> None:

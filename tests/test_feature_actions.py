@@ -25,6 +25,7 @@ from support.nodes import Node, NodeResult, StartServer, ok, wait_until
 
 from rtserver import App, RunningServer
 from rtserver import config as config_mod
+from rtserver.features import settings_for
 from rtserver.features.actions import ActionCall, ActionError, register_action, send_update
 
 SECRET = "actions-test-secret-" + "k" * 40
@@ -167,7 +168,7 @@ def test_example_config_is_valid() -> None:
     for bad in ({"envelope_format": "xml"}, {"session_check": "url"}, {"forward_url": "file:///etc/passwd"},
                 {"timeouts": {"a": "soon"}}, {"nope": 1}):
         try:
-            config_mod.structure({"features": {"enabled": ["actions"], "actions": bad}})
+            settings_for(config_mod.structure({"features": {"enabled": ["actions"], "actions": bad}}))
         except config_mod.ConfigError as exc:
             problems.append(str(exc))
     assert len(problems) == 5 and all(p.startswith("features.actions") for p in problems), problems

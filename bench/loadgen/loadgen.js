@@ -20,6 +20,9 @@ const HOST = '127.0.0.1';
 const PATH = opts.path || '/socket.io/';
 const TIMEOUT_MS = (opts.timeout || 60) * 1000;
 const CLK_TCK = opts.clk_tck || 100;
+// A cluster: clients spread over every node's port, the server CPU summed over every node.
+const PORTS = opts.ports || [opts.port];
+const PIDS = opts.pids || [opts.pid];
 
 // ------------------------------------------------------------------ helpers
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
@@ -30,10 +33,14 @@ function mint(sub) {
   return body + '.' + crypto.createHmac('sha256', opts.secret).update(body).digest('base64url');
 }
 
-function serverCpu() { // utime + stime of the server process, in seconds
-  const stat = fs.readFileSync(`/proc/${opts.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+function serverCpu() { // utime + stime of the server process(es), in seconds
+  let ticks = 0;
+  for (const pid of PIDS) {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLK_TCK;
 }
 function serverRss() { // bytes
   const status = fs.readFileSync(`/proc/${opts.pid}/status`, 'utf8');
@@ -86,13 +93,13 @@ function parseMsg(str) {
 // ------------------------------------------------------------------ clients
 // A Socket.IO client over WebSocket. onMsg(client, str) gets each "msg" event.
 class WsClient {
-  constructor(index, onMsg) {
-    this.index = index; this.onMsg = onMsg; this.acks = new Map(); this.nextAck = 0;
+  constructor(index, onMsg, port = PORTS[index % PORTS.length]) {
+    this.index = index; this.onMsg = onMsg; this.port = port; this.acks = new Map(); this.nextAck = 0;
     this.closed = false; this.pings = 0; this.connected = false;
   }
   open() {
     return new Promise((resolve, reject) => {
-      const ws = this.ws = new WebSocket(`ws://${HOST}:${opts.port}${PATH}?EIO=4&transport=websocket`, { perMessageDeflate: false, skipUTF8Validation: true });
+      const ws = this.ws = new WebSocket(`ws://${HOST}:${this.port}${PATH}?EIO=4&transport=websocket`, { perMessageDeflate: false, skipUTF8Validation: true });
       ws.on('error', (e) => { if (!this.connected) reject(e); });
       ws.on('close', () => { this.closed = true; if (!this.connected) reject(new Error('closed before connect')); });
       ws.on('message', (data) => {
@@ -236,7 +243,7 @@ async function fanout(transport, stalled) {
     if (stalled && i === 0) await withTimeout(c.call('join', 'stall'), TIMEOUT_MS, 'join stall');
   });
   if (res.failed) throw new Error(`${res.failed} subscribers failed to connect: ${res.firstError}`);
-  publisher = new WsClient(n + 1, null);
+  publisher = new WsClient(n + 1, null, PORTS[0]);  // publishes on one node
   await withTimeout(publisher.open(), TIMEOUT_MS, 'publisher connect');
   let stallInfo = null;
   if (stalled) {

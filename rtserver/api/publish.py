@@ -16,6 +16,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from ..http.messages import Response
 from ..retention import StoreFailed
+from ..socketio.packets import check_event_name
 from ..socketio.server import SocketIOServer
 from .common import CONVERTER, ApiError, Call, ok, parse_body
 
@@ -56,9 +57,13 @@ class Target:
         raise ApiError(400, "invalid_body", "give a target: room, rooms, user, device or tenant (or broadcast: true)")
 
 
+def _emittable(_: Any, __: Any, event: str) -> None:
+    check_event_name(event)  # ValueError: a reserved name
+
+
 @attrs.frozen
 class EmitRequest(Target):
-    event: str = attrs.field(default="", validator=attrs.validators.min_len(1))
+    event: str = attrs.field(default="", validator=[attrs.validators.min_len(1), _emittable])
     data: Any = None
     #: Several event arguments instead of the single ``data``.
     args: tuple[Any, ...] | None = None
@@ -136,26 +141,25 @@ class PublishRoutes:
         await self._kept(*body.messages)
         return ok({"results": results})
 
-    def _targets(self, body: Target) -> list[Any]:
+    async def _matched(self, body: Target) -> tuple[list[str] | None, dict[str, Any]]:
+        """The rooms aimed at, and how many sockets of every node they match
+        now: ``{"sockets": n}``, with ``"complete": false`` when a node did
+        not answer in time (its sockets are not counted, but still acted on)."""
         rooms = body.resolve(self._sio)
-        return list(self._sio.hub.members(body.namespace, rooms, body.except_))
+        found, complete = await self._sio.fetch_sockets(body.namespace, rooms, body.except_)
+        return rooms, {"sockets": len(found), **({} if complete else {"complete": False})}
 
     async def rooms(self, call: Call) -> Response:
         body: RoomsRequest = parse_body(call.request, RoomsRequest)
         if not body.join and not body.leave:
             raise ApiError(400, "invalid_body", "give join and/or leave: lists of room names")
-        sockets = self._targets(body)
-        for socket in sockets:
-            socket.join(*body.join)
-            socket.leave(*body.leave)
-        return ok({"sockets": len(sockets)})
+        rooms, counted = await self._matched(body)
+        self._sio.move_sockets(body.namespace, rooms, body.except_, list(body.join), list(body.leave))
+        return ok(counted)
 
     async def disconnect(self, call: Call) -> Response:
         body: DisconnectRequest = parse_body(call.request, DisconnectRequest)
-        sockets = self._targets(body)
-        for socket in sockets:
-            if body.reconnect:
-                socket.close_connection("disconnected by the API")
-            else:
-                socket.disconnect()
-        return ok({"disconnected": len(sockets)})
+        rooms, counted = await self._matched(body)
+        self._sio.disconnect_sockets(body.namespace, rooms, body.except_, close=body.reconnect)
+        counted["disconnected"] = counted.pop("sockets")
+        return ok(counted)

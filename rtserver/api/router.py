@@ -30,7 +30,7 @@ class ApiRouter:
         self, guard: Guard, store: Store, sio: SocketIOServer, presence: Presence, stats: Stats, sessions: Any
     ) -> None:
         self._auth = CallerAuth(guard)
-        admin = AdminRoutes(guard, store)
+        admin = AdminRoutes(guard, store, sio)
         publish = PublishRoutes(sio)
         self.status = StatusRoutes(sio, presence, stats, sessions)
         self._routes: dict[tuple[str, tuple[str, ...]], tuple[Handler, Access]] = {}

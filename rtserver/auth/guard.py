@@ -184,12 +184,18 @@ class Guard:
     def sockets_of(self, user: str) -> set[Socket]:
         return set(self._sockets_by_user.get(user, ()))
 
-    async def revoke(self, user: str) -> tuple[int, int]:
-        """Raise the user's token version; end their live sockets now."""
+    async def revoke(self, user: str, version: int | None = None) -> tuple[int, int]:
+        """Raise the user's token version (to at least ``version``, another
+        node's revocation, when given); end their live sockets here now.
+        Returns (the version, sockets kicked)."""
         if self.store is not None:
-            version = await self.store.bump_token_version(user)
+            if version is None:
+                version = await self.store.bump_token_version(user)
+            else:
+                version = await self.store.raise_token_version(user, version)
         else:
-            version = self._token_versions.get(user, 0) + 1
+            current = self._token_versions.get(user, 0)
+            version = current + 1 if version is None else max(version, current)
         self._token_versions[user] = version
         kicked = 0
         for socket in self.sockets_of(user):

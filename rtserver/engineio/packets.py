@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import attrs
 from wsproto.frame_protocol import FrameProtocol
@@ -116,21 +116,26 @@ def decode_utf8(data: bytes, what: str = "payload") -> str:
         raise EngineProtocolError(f"{what} is not valid UTF-8") from exc
 
 
-def decode_payload(body: bytes) -> list[Packet]:
-    """Decode an HTTP long-polling POST body into its packets."""
+def iter_payload(body: bytes) -> Iterator[Packet]:
+    """The packets of an HTTP long-polling POST body, one at a time: those
+    before a malformed one are handed out (and handled) before it raises,
+    as the reference handles them."""
     text = decode_utf8(body)
     if not text:
         raise EngineProtocolError("empty payload")
-    packets = []
     for record in text.split(SEPARATOR):
         if record.startswith("b"):
             try:
-                packets.append(Packet(PacketType.MESSAGE, base64.b64decode(record[1:], validate=True)))
+                yield Packet(PacketType.MESSAGE, base64.b64decode(record[1:], validate=True))
             except ValueError as exc:  # binascii.Error, or non-ASCII text
                 raise EngineProtocolError("invalid base64 in binary packet") from exc
         else:
-            packets.append(decode_text(record))
-    return packets
+            yield decode_text(record)
+
+
+def decode_payload(body: bytes) -> list[Packet]:
+    """Decode a whole HTTP long-polling POST body into its packets."""
+    return list(iter_payload(body))
 
 
 def encode_payload(frames: list[Frame]) -> str:

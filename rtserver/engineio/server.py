@@ -15,6 +15,7 @@ from ..auth.errors import Refusal
 from ..config import EngineIOConfig
 from ..faults import supervise
 from ..http.messages import Request, Response, json_response
+from ..http.server import PeerGone
 from ..http.stream import ConnectionStream
 from ..metrics import Stats
 from . import websocket
@@ -39,6 +40,12 @@ class Gate(Protocol):
 
 def _error(error: EngineError, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     return json_response(error.status, {"code": int(error), "message": error.message}, headers)
+
+
+#: Every long-polling answer (open packet, poll, POST) is never to be cached,
+#: as the reference sends it.
+_NO_STORE = (("Cache-Control", "no-store"),)
+_TEXT = "text/plain; charset=UTF-8"
 
 
 class EngineServer:
@@ -143,6 +150,12 @@ class EngineServer:
                 return EngineError.BAD_REQUEST
         return None
 
+    def _cookie(self, sid: str) -> tuple[tuple[str, str], ...]:
+        """The session cookie's header for a handshake answer, when configured
+        (the reference's defaults: path /, HttpOnly, SameSite=Lax)."""
+        name = self.config.cookie
+        return (("Set-Cookie", f"{name}={sid}; Path=/; HttpOnly; SameSite=Lax"),) if name else ()
+
     def _new_session(self, request: Request, transport: str) -> tuple[Session, str]:
         sid = secrets.token_urlsafe(15)
         session = (Session if self._protocol(request) == 4 else SessionV3)(self, sid, request, transport)
@@ -161,7 +174,9 @@ class EngineServer:
     def body_limit(self) -> int:
         return self.config.max_payload
 
-    async def handle_http(self, request: Request) -> Response:
+    async def handle_http(self, request: Request, peer_gone: PeerGone | None = None) -> Response:
+        """A long-polling request; a pending poll watches ``peer_gone`` and
+        ends its session when the client goes away (as the reference does)."""
         cors = self._cors_headers(request)
         if request.method == "OPTIONS":
             headers = cors
@@ -184,22 +199,32 @@ class EngineServer:
             session, open_packet = self._new_session(request, "polling")
             await self._nursery.start(session.run, self._open_handler(session))
             body, content_type = session.encode_poll([open_packet])
-            return Response(200, body, cors, content_type)
+            return Response(200, body, cors + _NO_STORE + self._cookie(session.sid), content_type)
         session = self.sessions[sid]
         if request.method == "GET":
-            frames = await session.poll()
+            frames = await session.poll(peer_gone)
             if frames is None:
                 session.abort("overlapping polls")
                 return _error(EngineError.BAD_REQUEST, cors)
             body, content_type = session.encode_poll(frames)
-            return Response(200, body, cors, content_type)
+            return Response(200, body, cors + _NO_STORE, content_type)
+        if session.protocol == 4 and request.headers.get("content-type") == "application/octet-stream":
+            # Binary bodies are Engine.IO v3's; a v4 payload is text (the
+            # reference ends the session too).
+            session.abort("parse error")
+            return _error(EngineError.BAD_REQUEST, cors)
         try:
-            await session.receive_payload(request.body)
+            taken = await session.receive_payload(request.body)
         except EngineProtocolError as exc:
             log.info("protocol error: %s", exc, extra={"fields": {"sid": sid}})
             session.abort("parse error")
             return _error(EngineError.BAD_REQUEST, cors)
-        return Response(200, b"ok", cors, "text/html")
+        if not taken:
+            session.abort("overlapping posts")
+            return _error(EngineError.BAD_REQUEST, cors)
+        # text/html, not text/plain, as the reference answers (some user agents
+        # offered a text/plain answer as a download).
+        return Response(200, b"ok", cors + _NO_STORE, "text/html")
 
     # -------------------------------------------------------- websocket
     def websocket_handler(self, request: Request) -> Response | Callable[[ConnectionStream], Awaitable[None]]:
@@ -243,6 +268,8 @@ class EngineServer:
         """A session opened directly over WebSocket: the 101 answer and the
         Engine.IO open packet leave in one write."""
         session, open_packet = self._new_session(request, "websocket")
+        for name, value in self._cookie(session.sid):
+            answer = websocket.with_header(answer, name, value)
         first_write = answer + Outgoing((open_packet,)).wire
         del answer, open_packet  # not kept for the connection's lifetime
         try:

@@ -59,7 +59,7 @@ class SessionV3(Session):
 
     # ------------------------------------------------------------- inbound
     decode_text = staticmethod(packets_v3.decode_text_frame)
-    decode_payload = staticmethod(packets_v3.decode_payload)
+    iter_payload = staticmethod(packets_v3.decode_payload)
 
     async def receive_frame(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes):

@@ -275,7 +275,8 @@ def register_action(
 
 def send_update(target: Any, company_id: str, message: dict[str, Any], artifact_id: str | None = None) -> int:
     """The seed's ``sendUpdate``: push ``message`` to a company's (or one of its
-    artifacts') actions sockets on this node; returns how many took it."""
+    artifacts') actions sockets, on every node with ``[cluster]``; returns how
+    many on this node took it."""
     feature = _INSTALLED.get(_app_of(target))
     if feature is None:
         raise RuntimeError("the actions feature is not running for this app")

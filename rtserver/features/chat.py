@@ -53,6 +53,7 @@ from ..presence import iso
 from ..socketio.packets import Packet, PacketType
 from ..socketio.socket import Socket, to_frames
 from . import Context
+from .common import tenant_sids
 
 _name = [v.instance_of(str), v.min_len(1)]
 
@@ -156,11 +157,9 @@ class Chat:
             raise Refusal("invalid_room", "room is required", 400)
         return name, self.ctx.guard.room_for(socket, name)
 
-    def sids_of(self, tenant: str, user: str, namespace: str) -> list[str]:
-        """A user's sockets in ``tenant`` (user ids are not trusted to be
-        unique across tenants)."""
-        return [s.sid for s in self.ctx.app.sockets(f"user:{user}", namespace)
-                if s.identity is not None and s.identity.tenant == tenant]
+    async def sids_of(self, tenant: str, user: str, namespace: str) -> list[str]:
+        """A user's sockets in ``tenant``, on every node."""
+        return await tenant_sids(self.ctx, [f"user:{user}"], tenant, namespace)
 
     # -------------------------------------------------------- events
     @staticmethod
@@ -193,7 +192,7 @@ class Chat:
     def presence_change(self, identity: Identity, name: str) -> dict[str, Any]:
         return {"room": name, "userId": identity.user, "user": self.profile(identity), "timestamp": iso(time.time())}
 
-    def send(self, socket: Socket, data: Any = None) -> dict[str, Any]:
+    async def send(self, socket: Socket, data: Any = None) -> dict[str, Any]:
         identity, tenant = self.who(socket)
         data = self.fields(data, allowed=("room", "to", "message"))
         message = self.text(data)
@@ -211,11 +210,11 @@ class Chat:
             to = data["to"]
             if isinstance(to, bool) or not isinstance(to, str | int) or to == "":
                 raise Refusal("invalid_recipient", "to is a user id (string or number)", 400)
-            recipients = self.sids_of(tenant, str(to), ns)
+            recipients = await self.sids_of(tenant, str(to), ns)
             if not recipients:
                 raise Refusal("recipient_offline", f"user {str(to)[:64]!r} is not online", 404)
             payload.update(type="private", to=to)
-            targets = sorted({*recipients, *self.sids_of(tenant, identity.user, ns)})
+            targets = sorted({*recipients, *await self.sids_of(tenant, identity.user, ns)})
         else:
             payload["type"] = "broadcast"
             targets = f"tenant:{tenant}"
@@ -280,7 +279,7 @@ class Chat:
         if body.user is not None:
             if isinstance(body.user, bool) or not isinstance(body.user, str | int) or body.user == "":
                 raise ApiError(400, "invalid_body", "body.user: a user id (string or integer)")
-            targets = self.sids_of(tenant, str(body.user), "/")
+            targets = await self.sids_of(tenant, str(body.user), "/")
         elif body.room is not None:
             if not body.room:
                 raise ApiError(400, "invalid_body", "body.room: a room name")

@@ -55,7 +55,7 @@ from ..faults import guarded
 from ..http.messages import Response
 from ..socketio.socket import Socket
 from . import Context
-from .common import error_event_shaper
+from .common import error_event_shaper, tenant_sids
 
 _PARTNER_KEYS = ("to", "receiverId", "recipientId", "userId")
 _MAX_ID = 256
@@ -112,11 +112,8 @@ def pending_key(tenant: str, user: str) -> str:
 def install(ctx: Context, settings: Settings) -> None:
     retained = ctx.retained
 
-    def user_sockets(tenant: str, user: str) -> list[Socket]:
-        return [
-            s for s in ctx.app.sockets(f"user:{user}")
-            if s.identity is not None and s.identity.tenant == tenant and s.identity.user == user
-        ]
+    async def user_sids(tenant: str, user: str) -> list[str]:
+        return await tenant_sids(ctx, [f"user:{user}"], tenant)
 
     def who(socket: Socket) -> tuple[str, str]:
         identity = socket.identity
@@ -143,7 +140,7 @@ def install(ctx: Context, settings: Settings) -> None:
         socket.data["registered"] = True
         return {"userId": user, "registered": True}
 
-    def typing(socket: Socket, data: Any) -> dict[str, Any]:
+    async def typing(socket: Socket, data: Any) -> dict[str, Any]:
         tenant, user = who(socket)
         if not isinstance(data, dict):
             raise Refusal("invalid_payload", "typing takes an object {userId, isTyping}", 400)
@@ -168,8 +165,8 @@ def install(ctx: Context, settings: Settings) -> None:
         partner_id = _id(partner)
         if partner_id is None or partner_id == user:
             raise Refusal("invalid_payload", "name the conversation partner (userId) or a room", 400)
-        delivered = sum(s.emit(settings.user_typing_event, payload, volatile=True) for s in user_sockets(tenant, partner_id))
-        return {"delivered": delivered}
+        sids = await user_sids(tenant, partner_id)
+        return {"delivered": ctx.app.emit(settings.user_typing_event, payload, to=sids, volatile=True) if sids else 0}
 
     def update_status(socket: Socket, data: Any) -> dict[str, Any]:
         tenant, user = who(socket)
@@ -181,7 +178,7 @@ def install(ctx: Context, settings: Settings) -> None:
         ctx.app.emit(settings.status_updated_event, payload, to=f"tenant:{tenant}")
         return payload
 
-    def booking_update(socket: Socket, data: Any) -> dict[str, Any]:
+    async def booking_update(socket: Socket, data: Any) -> dict[str, Any]:
         tenant, user = who(socket)
         if not isinstance(data, dict):
             raise Refusal("invalid_payload", "bookingUpdate takes an object {bookingId, ...}", 400)
@@ -195,13 +192,12 @@ def install(ctx: Context, settings: Settings) -> None:
         ids = [_id(p) for p in participants]
         if any(p is None for p in ids):
             raise Refusal("invalid_payload", "participants are user ids", 400)
-        targets = {s.sid: s for s in ctx.app.sockets(f"tenant:{tenant}:booking:{booking}")}
-        for participant in ids:
+        targets = [f"tenant:{tenant}:booking:{booking}"]  # tenant-qualified: no filter needed
+        for participant in dict.fromkeys(ids):
             assert participant is not None
-            targets.update((s.sid, s) for s in user_sockets(tenant, participant))
-        targets.pop(socket.sid, None)
+            targets += await user_sids(tenant, participant)
         payload = {**data, "updatedBy": user}
-        return {"delivered": sum(s.emit(settings.booking_updated_event, payload) for s in targets.values())}
+        return {"delivered": ctx.app.emit(settings.booking_updated_event, payload, to=targets, skip=socket.sid)}
 
     refuse = error_event_shaper(settings.error_event)
 
@@ -263,10 +259,10 @@ def install(ctx: Context, settings: Settings) -> None:
         )
         delivered, queued = 0, []
         for user in dict.fromkeys(users):
-            sockets = user_sockets(tenant, user)
-            sent = sum(s.emit(settings.notification_event, body.notification) for s in sockets)
-            delivered += sent
-            if not sockets and settings.queue_offline:
+            sids = await user_sids(tenant, user)
+            if sids:
+                delivered += ctx.app.emit(settings.notification_event, body.notification, to=sids)
+            elif settings.queue_offline:
                 await retained.append(pending_key(tenant, user), settings.notification_event, body.notification, settings.pending_limit)
                 queued.append(user)
         return ok({"delivered": delivered, "queued": queued})

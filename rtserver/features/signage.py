@@ -93,11 +93,13 @@ from ..auth.identity import Identity
 from ..http.messages import Request, Response, json_response
 from ..presence import iso
 from ..retained import Retained
+from ..socketio.packets import RESERVED_EVENTS
 from ..socketio.socket import Socket
 from . import Context
+from .common import tenant_sids
 
-#: Socket.IO's own event names: a broadcast may not use them.
-RESERVED = ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener", "error")
+#: Socket.IO's own event names, and the error event: a broadcast may not use them.
+RESERVED = RESERVED_EVENTS | {"error"}
 _MAX_NAME = 256
 _MAX_TYPE = 64
 _MAX_DEVICES = 1000
@@ -245,15 +247,11 @@ class Signage:
                 raise ApiError(refusal.status, refusal.code, f"{field}: {refusal.message}") from None
         return room
 
-    def _deliver(self, event: str, payload: Any, rooms: list[str], tenant: str) -> int:
-        """Emit to the rooms' sockets that belong to ``tenant`` only."""
-        sids = {
-            s.sid
-            for room in rooms
-            for s in self.ctx.app.sockets(room)
-            if s.identity is not None and s.identity.tenant == tenant
-        }
-        return self.ctx.app.emit(event, payload, to=sorted(sids)) if sids else 0
+    async def _deliver(self, event: str, payload: Any, rooms: list[str], tenant: str) -> int:
+        """Emit to the rooms' sockets that belong to ``tenant`` only (on every
+        node; the count is this node's)."""
+        sids = await tenant_sids(self.ctx, rooms, tenant)
+        return self.ctx.app.emit(event, payload, to=sids) if sids else 0
 
     def _sweep(self) -> None:
         cutoff = time.monotonic() - self.settings.registration_ttl
@@ -344,7 +342,7 @@ class Signage:
         self._size(body.data, "data")
         names = [(n, f) for n, f in ((body.channel, "body.channel"), (body.target, "body.target")) if n is not None]
         rooms = [self._room(identity, name, field) for name, field in names] or [f"tenant:{identity.tenant}"]
-        delivered = self._deliver(body.type, body.data, rooms, identity.tenant)
+        delivered = await self._deliver(body.type, body.data, rooms, identity.tenant)
         channels = [name for name, _ in names] or [f"tenant:{identity.tenant}"]
         return _ok({"type": body.type, "channels": channels, "delivered": delivered})
 
@@ -370,12 +368,12 @@ class Signage:
         delivered = 0
         event = self.settings.layout_event
         if body.deviceIds is None:
-            delivered = self._deliver(event, base, [f"tenant:{tenant}"], tenant)
+            delivered = await self._deliver(event, base, [f"tenant:{tenant}"], tenant)
             await self.ctx.retained.keep(_tenant_key(tenant), event, {"at": now, "payload": base})
         else:
             for device in dict.fromkeys(body.deviceIds):
                 payload = {**base, "deviceId": device}
-                delivered += self._deliver(event, payload, [f"device:{device}"], tenant)
+                delivered += await self._deliver(event, payload, [f"device:{device}"], tenant)
                 await self.ctx.retained.keep(_device_key(tenant, device), event, {"at": now, "payload": payload})
         return _ok({"layoutId": body.layoutId, "deviceIds": body.deviceIds, "delivered": delivered, "timestamp": base["timestamp"]})
 
@@ -392,7 +390,7 @@ class Signage:
         payload = {"contentType": body.contentType, "contentId": body.contentId, "action": body.action,
                    "data": body.data, "timestamp": iso(time.time()),
                    "userId": None if call.caller is None else identity.user}
-        delivered = self._deliver(self.settings.content_event, payload, [f"tenant:{identity.tenant}"], identity.tenant)
+        delivered = await self._deliver(self.settings.content_event, payload, [f"tenant:{identity.tenant}"], identity.tenant)
         return _ok({"delivered": delivered, "timestamp": payload["timestamp"]})
 
     async def status(self, call: Call) -> Response:

@@ -89,11 +89,10 @@ class Client:
         if packet is None:
             return
         socket = self.sockets.get(packet.namespace)
-        if packet.type is PacketType.CONNECT:
+        if packet.type is PacketType.CONNECT and socket is None:
             await self._connect(packet)
-        elif socket is None:
-            # Reference behaviour: packets for a namespace not joined are ignored.
-            log.debug("packet for unconnected namespace %s", packet.namespace)
+        elif socket is None or packet.type is PacketType.CONNECT:
+            self._invalid_state(packet)
         elif packet.type is PacketType.EVENT:
             refusal = self.server.guard.check_event(socket, packet.data[0], self._bucket)
             if refusal is not None:
@@ -114,6 +113,18 @@ class Client:
         else:
             log.info("unexpected %s from client", packet.type.name, extra={"fields": {"sid": self.session.sid}})
             self.session.abort("parse error", ws_code=1002)
+
+    def _invalid_state(self, packet: Packet) -> None:
+        """A CONNECT for a namespace already joined, or any other packet for
+        one not joined: the connection ends, as the reference server ends it
+        (the protocol: a client that does not CONNECT first is closed)."""
+        log.info(
+            "invalid state: %s for namespace %s",
+            packet.type.name,
+            packet.namespace,
+            extra={"fields": {"sid": self.session.sid}},
+        )
+        self.session.close("forced server close")
 
     def _too_deep(self, packet: Packet, message: str) -> None:
         """Refuse a packet nested too deeply (the session goes on)."""
@@ -172,7 +183,7 @@ class Client:
             self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, {"message": "Invalid namespace"}))
             return
         if namespace in self.sockets:
-            log.debug("duplicate CONNECT for %s ignored", namespace)
+            self._invalid_state(packet)  # a namespace with a query (2.x) already joined
             return
         recovery = self.server.recovery
         pid = offset = None

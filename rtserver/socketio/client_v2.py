@@ -24,6 +24,8 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
+import trio
+
 from .client import Client
 from .packets import Packet, PacketType
 from .socket import Socket
@@ -36,10 +38,26 @@ class V2Client(Client):
 
     def opened(self) -> None:
         super().opened()
+        self._root_done = trio.Event()
         self.session.start_soon(self._connect_root)
 
     async def _connect_root(self) -> None:
-        await super()._connect(Packet(PacketType.CONNECT, "/"))
+        try:
+            await super()._connect(Packet(PacketType.CONNECT, "/"))
+        finally:
+            self._root_done.set()
+
+    async def message(self, data: str | bytes) -> None:
+        # The client sends for "/" as soon as the session is open: its packets
+        # wait for the implicit connect (else "/" would not be joined yet).
+        await self._root_done.wait()
+        await super().message(data)
+
+    def _invalid_state(self, packet: Packet) -> None:
+        if packet.type is PacketType.CONNECT and packet.namespace == "/":
+            log.debug("CONNECT for / from a 2.x client ignored (connected on open)")
+            return
+        super()._invalid_state(packet)
 
     async def _connect(self, packet: Packet) -> None:
         if packet.namespace.partition("?")[0] == "/":

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import attrs
 import trio
 
-from ..app import App
+from ..app import App, room_names
 from ..auth.errors import Refusal
 from ..auth.guard import Guard
+from ..cluster.bus import RedisBus
 from ..config import SocketIOConfig
 from ..engineio.session import Session
 from ..hub import Hub
@@ -18,7 +22,48 @@ from ..recovery import Recovery
 from ..retention import Retention
 from .client import Client
 from .client_v2 import V2Client
+from .packets import check_event_name
 from .socket import Socket, event_frames
+
+log = logging.getLogger("rtserver.socketio")
+
+
+@attrs.frozen
+class SocketInfo:
+    """A socket on some node, as :meth:`App.fetch_sockets` reports it.
+    ``app.emit(event, to=info.sid)`` reaches it wherever it is."""
+
+    sid: str
+    namespace: str
+    rooms: frozenset[str]
+    #: ``{user, tenant, roles, devices, device, session}``; None for a
+    #: socket of a node that is not rtserver (a Node.js socket.io server).
+    identity: dict[str, Any] | None
+    #: The node holding it (its ``cluster.node_id``); None when unknown or
+    #: when the cluster is off.
+    node: str | None
+    local: bool
+    #: The socket's ``data`` (free for the application).
+    data: Any = None
+    handshake: dict[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, details: dict[str, Any], namespace: str, node: str | None, local: bool) -> SocketInfo:
+        """From a socket's description (this node's, or another node's answer: untrusted shapes)."""
+        rooms = details.get("rooms")
+        identity = details.get("identity")
+        handshake = details.get("handshake")
+        remote_node = details.get("node")
+        return cls(
+            sid=details["id"],
+            namespace=namespace,
+            rooms=frozenset(r for r in rooms if isinstance(r, str)) if isinstance(rooms, list) else frozenset(),
+            identity=identity if isinstance(identity, dict) else None,
+            node=node if local else remote_node if isinstance(remote_node, str) else None,
+            local=local,
+            data=details.get("data"),
+            handshake=handshake if isinstance(handshake, dict) else {},
+        )
 
 
 class SocketListener(Protocol):
@@ -52,14 +97,6 @@ class Observer(Protocol):
 RefusalShaper = Callable[[Socket, Refusal, Any, int | None], None]
 
 
-def _names(value: str | Iterable[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [value]
-    return list(value)
-
-
 class SocketIOServer:
     def __init__(
         self, config: SocketIOConfig, app: App, hub: Hub, guard: Guard, nursery: trio.Nursery, recovery: Recovery
@@ -84,6 +121,8 @@ class SocketIOServer:
         #: Event name -> how a refused event of that name is answered, for
         #: vocabularies with an error shape of their own (see Socket.refuse).
         self.refusal_shapers: dict[str, RefusalShaper] = {}
+        #: The cluster bus when ``[cluster]`` is on: emits reach every node.
+        self.bus: RedisBus | None = None
 
     def open_client(self, session: Session) -> Client:
         return Client(self, session) if session.protocol == 4 else V2Client(self, session)
@@ -112,7 +151,21 @@ class SocketIOServer:
         skip: str | Iterable[str] | None = None,
         volatile: bool = False,
     ) -> int:
-        rooms, exclude = _names(to), _names(skip) or ()
+        """Send to this node's matching sockets, and (clustered) to every
+        other node's; returns how many sockets on this node took it."""
+        check_event_name(event)
+        rooms, exclude = room_names(to), room_names(skip) or ()
+        if self.retention is not None:
+            self.retention.emitted(namespace, event, args, rooms)
+        delivered = self._deliver(namespace, event, args, rooms, exclude, volatile)
+        bus = self.bus
+        if bus is not None:
+            bus.broadcast(namespace, [event, *args], rooms, exclude, volatile)
+        return delivered
+
+    def _deliver(
+        self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, exclude: Iterable[str], volatile: bool
+    ) -> int:
         plain = None
         if self.recovery.enabled and not volatile and self.recovery.keeps(event):
             # The offset rides as the last argument: the client keeps the last
@@ -123,11 +176,104 @@ class SocketIOServer:
             plain = functools.partial(event_frames, namespace, event, args)
         else:
             frames = event_frames(namespace, event, args)
-        if self.retention is not None:
-            self.retention.emitted(namespace, event, args, rooms)
         for observer in self.observers:
             observer.sent(namespace, event, args, rooms)
         return self.hub.publish(namespace, frames, rooms, exclude, volatile, plain)
+
+    # ------------------------------------------------- from other nodes (Receiver)
+    def remote_broadcast(
+        self, namespace: str, data: list[Any], rooms: list[str] | None, exclude: list[str], volatile: bool
+    ) -> None:
+        """Another node's emit: numbered for recovery here, the latest values
+        kept ([retention] latest; inboxes are the emitting node's), fanned out."""
+        event, args = data[0], tuple(data[1:])
+        if self.retention is not None:
+            self.retention.emitted(namespace, event, args, rooms, remote=True)
+        self._deliver(namespace, event, args, rooms, exclude, volatile)
+
+    def remote_broadcast_with_ack(
+        self,
+        namespace: str,
+        data: list[Any],
+        rooms: list[str] | None,
+        exclude: list[str],
+        timeout: float,
+        on_count: Callable[[int], None],
+        on_ack: Callable[[Any], None],
+    ) -> None:
+        """Another node's emit that wants each client's ack (the reference's
+        ``io.timeout(ms).emit(..., callback)``)."""
+        event, args = data[0], tuple(data[1:])
+        count = 0
+        for member in self.hub.members(namespace, rooms, exclude):
+            if isinstance(member, Socket) and member.emit_with_ack(
+                event, args, lambda values: on_ack(values[0] if values else None), timeout
+            ):
+                count += 1
+        on_count(count)
+
+    def server_side_event(self, namespace: str, data: list[Any], reply: Callable[[Any], None] | None) -> bool:
+        """Run the app's server-side handler for another node's event."""
+        found = self.app.server_side_handler(namespace, data[0])
+        if found is None:
+            return False
+
+        async def run() -> None:
+            try:
+                result = found(*data[1:])
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                log.exception("server-side event handler failed", extra={"fields": {"event": data[0]}})
+                return
+            if reply is not None:
+                reply(result)
+
+        self.nursery.start_soon(run)
+        return True
+
+    # ---------------------------------------------------- cluster-wide operations
+    async def fetch_sockets(
+        self, namespace: str, rooms: list[str] | None, exclude: Iterable[str] = ()
+    ) -> tuple[list[SocketInfo], bool]:
+        """Matching sockets on every node, and whether every node answered."""
+        exclude = list(exclude)
+        node = self.bus.uid if self.bus is not None else None
+        found = [
+            SocketInfo.of(m.details(), namespace, node, local=True)
+            for m in self.hub.members(namespace, rooms, exclude)
+            if isinstance(m, Socket)
+        ]
+        if self.bus is None:
+            return found, True
+        remote, complete = await self.bus.fetch(namespace, rooms, exclude)
+        return found + [SocketInfo.of(d, namespace, None, local=False) for d in remote], complete
+
+    def move_sockets(
+        self, namespace: str, rooms: list[str] | None, exclude: Iterable[str], join: list[str], leave: list[str]
+    ) -> None:
+        """The matching sockets of every node join ``join``, then leave ``leave``."""
+        exclude = list(exclude)
+        for member in self.hub.members(namespace, rooms, exclude):
+            member.join(*join)
+            member.leave(*leave)
+        if self.bus is not None:
+            if join:
+                self.bus.sockets_join(namespace, rooms, exclude, join)
+            if leave:
+                self.bus.sockets_leave(namespace, rooms, exclude, leave)
+
+    def disconnect_sockets(self, namespace: str, rooms: list[str] | None, exclude: Iterable[str], close: bool) -> None:
+        """``close``: drop the connections (stock clients reconnect); else a
+        namespace disconnect (they stay away)."""
+        exclude = list(exclude)
+        for member in self.hub.members(namespace, rooms, exclude):
+            if close:
+                member.close_connection("disconnected by the server")
+            else:
+                member.disconnect()
+        if self.bus is not None:
+            self.bus.disconnect_sockets(namespace, rooms, exclude, close)
 
     def socket(self, sid: str, namespace: str = "/") -> Socket | None:
         member = self.hub.member(namespace, sid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -13,7 +14,7 @@ from ..auth.identity import Identity
 from ..engineio.clock import Ticket
 from ..engineio.packets import Frame, Outgoing
 from ..http.messages import Request
-from .packets import Packet, PacketType, encode
+from .packets import Packet, PacketType, check_event_name, encode
 
 if TYPE_CHECKING:
     from .client import Client
@@ -65,7 +66,9 @@ class Socket:
         #: (the client asked so in its auth payload; it cannot recover).
         self.offsets = True
         self._ack_ids = itertools.count()
-        self._acks: dict[int, trio.MemorySendChannel[list[Any]]] = {}
+        #: Ack id -> called with the client's ack arguments, or None when
+        #: the socket went away first.
+        self._acks: dict[int, Callable[[list[Any] | None], None]] = {}
         #: While connect handlers run, what is sent to the socket waits here so
         #: it reaches the client after the CONNECT answer; None once decided.
         self._held: list[tuple[Outgoing | tuple[Frame, ...], bool]] | None = []
@@ -100,7 +103,9 @@ class Socket:
 
     # ------------------------------------------------------------ app side
     def emit(self, event: str, *args: Any, volatile: bool = False) -> bool:
-        """Send an event to this socket; never blocks."""
+        """Send an event to this socket; never blocks.  Raises ValueError
+        for a reserved name (``connect``, ``disconnect``, ...)."""
+        check_event_name(event)
         if not self.connected and self._held is None:
             return False
         server = self.client.server
@@ -120,9 +125,10 @@ class Socket:
 
         Returns the single ack argument, or a tuple when there are several.
         """
+        check_event_name(event)
         ack_id = next(self._ack_ids)
         send, receive = trio.open_memory_channel[list[Any]](1)
-        self._acks[ack_id] = send
+        self._acks[ack_id] = lambda values: send.close() if values is None else send.send_nowait(values)
         try:
             if not self.deliver(event_frames(self.namespace_name, event, args, ack_id), False):
                 raise ConnectionError("socket is not connected")
@@ -134,6 +140,45 @@ class Socket:
         finally:
             self._acks.pop(ack_id, None)
         return values[0] if len(values) == 1 else tuple(values)
+
+    def emit_with_ack(self, event: str, args: tuple[Any, ...], on_ack: Callable[[list[Any]], None], timeout: float) -> bool:
+        """Send an event asking for an ack; ``on_ack(args)`` once the client
+        answers within ``timeout`` seconds (for a cluster broadcast with acks)."""
+        ack_id = next(self._ack_ids)
+        if not self.deliver(event_frames(self.namespace_name, event, args, ack_id), False):
+            return False
+        self._acks[ack_id] = lambda values: None if values is None else on_ack(values)
+        self.client.session.call_later(timeout, lambda: self._acks.pop(ack_id, None))
+        return True
+
+    def details(self) -> dict[str, Any]:
+        """This socket as another node sees it (a cluster-wide fetch): the
+        reference's ``id``, ``handshake``, ``rooms`` and ``data``, plus
+        ``identity``.  Credentials (the token's auth field, the
+        Authorization and Cookie headers) stay on this node."""
+        request = self.handshake
+        field = self.client.server.guard.auth.auth_field
+        identity = self.identity
+        return {
+            "id": self.sid,
+            "handshake": {
+                "headers": {k: v for k, v in request.headers.items() if k not in ("authorization", "cookie")},
+                "query": dict(request.query),
+                "address": request.remote,
+                "url": request.target,
+                "auth": {k: v for k, v in self.auth.items() if k != field} if isinstance(self.auth, dict) else {},
+            },
+            "rooms": sorted(self.rooms),
+            "data": self.data,
+            "identity": None if identity is None else {
+                "user": identity.user,
+                "tenant": identity.tenant,
+                "roles": sorted(identity.roles),
+                "devices": sorted(identity.devices),
+                "device": identity.device,
+                "session": identity.session,
+            },
+        }
 
     def refuse(self, refusal: Refusal, event: Any, ack_id: int | None) -> None:
         """Answer a refused client event (rate limit, roles, bad arguments, a
@@ -181,13 +226,13 @@ class Socket:
 
     # --------------------------------------------------------- client side
     def resolve_ack(self, ack_id: int, values: list[Any]) -> bool:
-        channel = self._acks.pop(ack_id, None)
-        if channel is None:
+        waiting = self._acks.pop(ack_id, None)
+        if waiting is None:
             return False
-        channel.send_nowait(values)
+        waiting(values)
         return True
 
     def fail_acks(self) -> None:
-        for channel in self._acks.values():
-            channel.close()
-        self._acks.clear()
+        acks, self._acks = self._acks, {}
+        for waiting in acks.values():
+            waiting(None)

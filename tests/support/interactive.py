@@ -92,11 +92,13 @@ class NodeClient:
             await self.process.wait()
 
 
-async def spawn(nursery: trio.Nursery, script: str, *args: str, name: str | None = None) -> NodeClient:
-    """Start ``tests/clients/<script>`` (named ``name`` in failures)."""
+async def spawn(
+    nursery: trio.Nursery, script: str, *args: str, name: str | None = None, where: Path = CLIENTS
+) -> NodeClient:
+    """Start ``tests/clients/<script>`` (or ``where``'s; named ``name`` in failures)."""
     process = await nursery.start(partial(
-        trio.run_process, ["node", str(CLIENTS / script), *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False, cwd=CLIENTS,
+        trio.run_process, ["node", str(where / script), *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, check=False, cwd=where,
     ))
     client = NodeClient(process, name if name is not None else f"{script} {args[1:] if len(args) > 1 else ''}")
     nursery.start_soon(client.pump)

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from rtserver import config as config_mod
+from rtserver import features
 
 from . import wire
 
@@ -57,7 +58,7 @@ class Seed:
         """The problems the config check finds with ``feature`` as the feature's table."""
         data = {**self.example, "features": {"enabled": [self.feature], self.feature: feature}}
         with pytest.raises(config_mod.ConfigError) as exc:
-            config_mod.structure(data)
+            features.settings_for(config_mod.structure(data))
         return exc.value.problems
 
     async def http(self, port: int, method: str, target: str, body: Any = None, key: str | None = _OWN_KEY,

@@ -17,6 +17,8 @@ import orjson
 import trio
 import trio_websocket
 
+from rtserver import App
+
 EIO = "/socket.io/?EIO=4"
 #: An Engine.IO v3 client's (socket.io-client 2.x): served with engineio.allow_eio3.
 EIO3 = "/socket.io/?EIO=3"
@@ -260,3 +262,19 @@ class Witness:
                     continue  # an event the server sent everyone (a broadcast)
                 assert message == f'43{self._ack}["still here",{self._ack}]'
                 return
+
+
+def make_app() -> tuple[App, dict[str, str]]:
+    """An app that echoes (what :class:`Witness` needs) and records each socket's disconnect reason by sid."""
+    app = App()
+    reasons: dict[str, str] = {}
+
+    @app.on("echo")
+    def echo(socket, *args):
+        return args
+
+    @app.on("disconnect")
+    def disconnect(socket, reason):
+        reasons[socket.sid] = reason
+
+    return app, reasons

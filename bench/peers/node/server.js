@@ -1,5 +1,8 @@
 // The benchmark app on Node.js socket.io 4.8 (the peer of bench/apps/rtserver_app.py).
-// Usage: node server.js PORT SECRET
+// Usage: node server.js PORT SECRET [REDIS_URL]
+// With REDIS_URL the server is one node of a cluster: @socket.io/redis-adapter 8
+// (the classic pub/sub adapter) on the redis 4 client, the reference rtserver's
+// [cluster] speaks with.
 'use strict';
 const http = require('http');
 const crypto = require('crypto');
@@ -7,6 +10,7 @@ const { Server } = require('socket.io');
 
 const port = Number(process.argv[2] || 3001);
 const secret = process.argv[3] || '';
+const redisUrl = process.argv[4] || '';
 
 // HS256 verification with node:crypto (the same work rtserver's guard does with pyjwt).
 function verify(token) {
@@ -26,6 +30,16 @@ function verify(token) {
 const httpServer = http.createServer((req, res) => { res.writeHead(404); res.end(); });
 const io = new Server(httpServer, { pingInterval: 10000, pingTimeout: 20000, maxHttpBufferSize: 1e6 });
 
+async function joinCluster() {
+  if (!redisUrl) return;
+  const { createClient } = require('redis');
+  const { createAdapter } = require('@socket.io/redis-adapter');
+  const pubClient = createClient({ url: redisUrl });
+  const subClient = pubClient.duplicate();
+  await Promise.all([pubClient.connect(), subClient.connect()]);
+  io.adapter(createAdapter(pubClient, subClient));
+}
+
 io.use((socket, next) => {
   const claims = verify(socket.handshake.auth && socket.handshake.auth.token);
   if (!claims) return next(new Error('token_invalid'));
@@ -39,5 +53,5 @@ io.on('connection', (socket) => {
   socket.on('echo', (...args) => { const ack = args.pop(); if (typeof ack === 'function') ack(...args); });
 });
 
-httpServer.listen(port, '127.0.0.1', () => console.log(`listening on ${port}`));
+joinCluster().then(() => httpServer.listen(port, '127.0.0.1', () => console.log(`listening on ${port}`)));
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));
