@@ -123,6 +123,8 @@ async def test_signage_screen_reconnecting_to_another_node_gets_the_layout(start
                                    steps=[{"wait": "layout_update", "count": 1}])
     assert [e[0]["layoutId"] for e in events(through_a, "layout_update")] == ["spring"]
     # Ended through node b, the registration's socket on node a is disconnected, and no node accepts it again.
+    for server in (a, b):  # the screens' stock clients are gone
+        await wait_until(lambda server=server: not server.sio.hub.members("/", ["device:screen-1"]))
     held = await LiveClient(a.port).connect(auth=auth)
     assert success(await http(b.port, "POST", f"{P}/disconnect", {"connectionId": reg["connectionId"]}, key=DAVE)) == {
         "connectionId": reg["connectionId"], "disconnected": 0}  # (the count is node b's)
