@@ -17,6 +17,7 @@ from .app import App
 from .auth.guard import Guard
 from .auth.keys import KeyRing, KeySetupError, generated_secret_path
 from .cluster.bus import RedisBus
+from .cluster.presence import ClusterPresence
 from .config import Config, ConfigError
 from .engineio.server import EngineServer
 from .faults import supervise
@@ -142,7 +143,8 @@ def announce_generated_secret(config: Config) -> None:
 
 
 async def _join_cluster(
-    config: Config, sio: SocketIOServer, guard: Guard, stats: Stats, task_status: Any = trio.TASK_STATUS_IGNORED
+    config: Config, sio: SocketIOServer, guard: Guard, presence: Presence, stats: Stats,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Connect this node to the others through Redis (or start degraded while
     Redis is unreachable) and serve the bus until cancelled."""
@@ -158,10 +160,18 @@ async def _join_cluster(
         return {"disconnected": kicked}
 
     bus.commands["revoke"] = revoke
+    if config.presence.enabled:
+        shared = ClusterPresence(bus.link, config.cluster.prefix, bus.uid, config.cluster.node_timeout, presence)
+        bus.listen(shared.channel, shared.on_message)
+        presence.join_cluster(shared)
     stats.registry.register(bus.collector())
     sio.bus = bus
     try:
-        await bus.run(task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bus.run)
+            if config.presence.enabled:
+                nursery.start_soon(supervise, stats.faults, "cluster presence", shared.run)
+            task_status.started()
     finally:
         sio.bus = None
 
@@ -222,7 +232,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             )
             dashboard.install(config, sio, presence, store, retained, stats, api, nursery)
             if config.cluster.enabled:
-                await nursery.start(_join_cluster, config, sio, guard, stats)
+                await nursery.start(_join_cluster, config, sio, guard, presence, stats)
             engine_paths = config.engineio.paths + dashboard.engine_paths(config)
             http = HttpServer(config.http, Router(engine, engine_paths, api, stats, sio.bus), stats.faults)
             http.tls = tls

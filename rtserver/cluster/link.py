@@ -78,6 +78,8 @@ class RedisLink:
         self.received = 0
         #: Times the link was lost (or failed at start).
         self.outages = 0
+        #: Called each time the link comes up (the first time included).
+        self.on_up: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ sending
     def publish(self, channel: str, payload: bytes) -> bool:
@@ -96,14 +98,23 @@ class RedisLink:
 
     async def numsub(self, channel: str) -> int:
         """How many connections subscribe to ``channel`` (PUBSUB NUMSUB)."""
-        client = self._client
-        if client is None or not self.up:
-            raise LinkDown(self.error or "Redis is not connected")
+        client = self.client()
         try:
             counts = await client.pubsub_numsub(channel)
         except (RedisError, OSError) as exc:
             raise LinkDown(_reason(exc)) from None
         return int(next(iter(counts.values()), 0))
+
+    def subscribe(self, channel: str) -> None:
+        """Add a channel to the subscription (before :meth:`run`)."""
+        self._channels.append(channel)
+
+    def client(self) -> coredis.Redis[bytes]:
+        """The connected client, for commands beyond publishing; LinkDown when there is none."""
+        client = self._client
+        if client is None or not self.up:
+            raise LinkDown(self.error or "Redis is not connected")
+        return client
 
     async def _writer(self, client: coredis.Redis[bytes]) -> None:
         queue = self._queue
@@ -195,6 +206,8 @@ class RedisLink:
         else:
             log.info("redis connected", extra={"fields": fields})
         self.up, self.error, self.since = True, None, time.time()
+        for callback in self.on_up:
+            callback()
 
     def _down(self, reason: str) -> None:
         """Record a failed or lost connection; logged on the change only."""

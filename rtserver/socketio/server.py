@@ -148,15 +148,17 @@ class SocketIOServer:
         namespace: str = "/",
         skip: str | Iterable[str] | None = None,
         volatile: bool = False,
+        local: bool = False,
     ) -> int:
-        """Send to this node's matching sockets, and (clustered) to every
-        other node's; returns how many sockets on this node took it."""
+        """Send to this node's matching sockets, and (clustered, unless
+        ``local``) to every other node's; returns how many sockets on this
+        node took it."""
         rooms, exclude = room_names(to), room_names(skip) or ()
         if self.retention is not None:
             self.retention.emitted(namespace, event, args, rooms)
         delivered = self._deliver(namespace, event, args, rooms, exclude, volatile)
         bus = self.bus
-        if bus is not None:
+        if bus is not None and not local:
             bus.broadcast(namespace, [event, *args], rooms, exclude, volatile)
         return delivered
 
