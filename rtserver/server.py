@@ -17,6 +17,7 @@ from .app import App
 from .auth.guard import Guard
 from .auth.keys import KeyRing, KeySetupError, generated_secret_path
 from .cluster.bus import RedisBus
+from .cluster.history import SharedRecovery
 from .cluster.presence import ClusterPresence
 from .config import Config, ConfigError
 from .engineio.server import EngineServer
@@ -30,6 +31,7 @@ from .retained import Retained
 from .retention import Retention
 from .routes import Router
 from .socketio.server import SocketIOServer
+from .socketio.socket import event_frames
 from .store import Store
 from .tls import TlsSetupError, load_context
 
@@ -164,6 +166,8 @@ async def _join_cluster(
         shared = ClusterPresence(bus.link, config.cluster.prefix, bus.uid, config.cluster.node_timeout, presence)
         bus.listen(shared.channel, shared.on_message)
         presence.join_cluster(shared)
+    if config.recovery.enabled:
+        history = _shared_history(config, sio, bus)
     stats.registry.register(bus.collector())
     sio.bus = bus
     try:
@@ -171,9 +175,35 @@ async def _join_cluster(
             await nursery.start(bus.run)
             if config.presence.enabled:
                 nursery.start_soon(supervise, stats.faults, "cluster presence", shared.run)
+            if config.recovery.enabled:
+                nursery.start_soon(supervise, stats.faults, "shared history", history.run)
             task_status.started()
     finally:
         sio.bus = None
+
+
+def _shared_history(config: Config, sio: SocketIOServer, bus: RedisBus) -> SharedRecovery:
+    """Recovery across nodes: the history in a Redis stream, sessions in Redis."""
+    history = SharedRecovery(config.recovery, bus.link, config.cluster.prefix, bus.uid, config.engineio.max_payload)
+    history.deliver = sio.history_entry
+    history.encode = event_frames
+
+    async def release(request: dict[str, Any]) -> dict[str, Any]:
+        pid = request.get("pid")
+        if not isinstance(pid, str):
+            raise TypeError("recovery-release needs a pid")
+        released = sio.release(pid)
+        if released:
+            await history.saved(pid)
+        return {"released": released}
+
+    async def ask_release(pid: str) -> None:
+        await bus.command("recovery-release", {"pid": pid})
+
+    bus.commands["recovery-release"] = release
+    history.release = ask_release
+    sio.recovery = history
+    return history
 
 
 def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
@@ -198,7 +228,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             announce_generated_secret(config)
     guard = Guard(config, keys, store, await store.token_versions(), await store.device_tenants())
     recovery = Recovery(config.recovery, store)
-    if config.recovery.enabled:
+    if config.recovery.enabled and not config.cluster.enabled:
         await recovery.load()
     tls = await trio.to_thread.run_sync(load_context, config.tls)
     try:
@@ -246,7 +276,7 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
                     )
 
             await nursery.start(accept)
-            if config.recovery.enabled:
+            if config.recovery.enabled and not config.cluster.enabled:
                 nursery.start_soon(supervise, stats.faults, "recovery flush", recovery.run)
             scheme = "https" if tls else "http"
             log.info(

@@ -24,6 +24,7 @@ import coredis
 import trio
 from coredis.exceptions import AuthenticationError, AuthorizationError, RedisError
 from coredis.retry import NoRetryPolicy
+from coredis.tokens import PureToken
 
 from ..faults import report
 
@@ -66,7 +67,8 @@ class RedisLink:
         self._channels = channels
         self._patterns = patterns
         self._on_message = on_message
-        self._queue: deque[tuple[str, bytes]] = deque()
+        #: (channel, payload) to publish, or (stream, payload, max length) to append.
+        self._queue: deque[tuple[str, bytes] | tuple[str, bytes, int]] = deque()
         self._wake = trio.Event()
         self._client: coredis.Redis[bytes] | None = None
         self.up = False
@@ -84,17 +86,7 @@ class RedisLink:
     # ------------------------------------------------------------ sending
     def publish(self, channel: str, payload: bytes) -> bool:
         """Queue ``payload`` for ``channel``; False (counted) when it was dropped."""
-        if not self.up:
-            self.dropped["disconnected"] += 1
-            return False
-        queue = self._queue
-        if len(queue) >= QUEUE_LIMIT:
-            self.dropped["backlog"] += 1
-            return False
-        queue.append((channel, payload))
-        if len(queue) == 1:
-            self._wake.set()
-        return True
+        return self._queued((channel, payload))
 
     async def numsub(self, channel: str) -> int:
         """How many connections subscribe to ``channel`` (PUBSUB NUMSUB)."""
@@ -104,6 +96,24 @@ class RedisLink:
         except (RedisError, OSError) as exc:
             raise LinkDown(_reason(exc)) from None
         return int(next(iter(counts.values()), 0))
+
+    def append(self, stream: str, payload: bytes, max_length: int) -> bool:
+        """Queue ``payload`` for the end of ``stream`` (XADD, trimmed to about
+        ``max_length``), in order with what is published; False (counted) when dropped."""
+        return self._queued((stream, payload, max_length))
+
+    def _queued(self, item: tuple[str, bytes] | tuple[str, bytes, int]) -> bool:
+        if not self.up:
+            self.dropped["disconnected"] += 1
+            return False
+        queue = self._queue
+        if len(queue) >= QUEUE_LIMIT:
+            self.dropped["backlog"] += 1
+            return False
+        queue.append(item)
+        if len(queue) == 1:
+            self._wake.set()
+        return True
 
     def subscribe(self, channel: str) -> None:
         """Add a channel to the subscription (before :meth:`run`)."""
@@ -125,8 +135,12 @@ class RedisLink:
             batch = [queue.popleft() for _ in range(min(len(queue), BATCH))]
             try:
                 async with client.pipeline(transaction=False) as pipe:
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
+                    for item in batch:
+                        if len(item) == 2:
+                            pipe.publish(*item)
+                        else:
+                            pipe.xadd(item[0], {b"m": item[1]}, trim_strategy=PureToken.MAXLEN, threshold=item[2],
+                                      trim_operator=PureToken.APPROXIMATELY)
             except BaseException:
                 self.dropped["failed write"] += len(batch)
                 raise

@@ -1,0 +1,82 @@
+"""Connection state recovery across nodes through a real redis-server: a
+stock socket.io-client whose transport drops on node A reconnects to node B
+(the TCP proxy of tests/support routes it there) and gets its id, rooms and
+exactly the events it missed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+from support.nodes import StartServer
+from support.proxy import Proxy
+from support.redis import RedisServer, needs_redis
+from test_recovery import RECOVERY, assert_complete, room_app, start_client
+
+from rtserver import App, RunningServer
+
+pytestmark = needs_redis
+
+
+async def start_node(start_server: StartServer, redis: RedisServer, tmp_path: Path, name: str, app: App) -> RunningServer:
+    return await start_server(
+        app, cluster={"redis_url": redis.url, "node_id": name, "request_timeout": 2.0},
+        server={"data_dir": str(tmp_path / name)}, auth={"enabled": False}, recovery=RECOVERY,
+    )
+
+
+async def client_through_a(
+    start_server: StartServer, redis: RedisServer, tmp_path: Path, nursery: trio.Nursery, expect: int
+) -> tuple[App, RunningServer, RunningServer, Proxy, Any]:
+    """Nodes a and b, and a stock client in room "r" of a through the proxy."""
+    app = room_app()
+    a = await start_node(start_server, redis, tmp_path, "a", app)
+    b = await start_node(start_server, redis, tmp_path, "b", room_app())
+    proxy = Proxy(a.port)
+    await nursery.start(proxy.serve)
+    client = await start_client(nursery, f"http://127.0.0.1:{proxy.port}", expect=expect)
+    await client.wait_for("joined")
+    return app, a, b, proxy, client
+
+
+def recovered_once(client: Any) -> None:
+    connects = client.of("connect")
+    assert [c["recovered"] for c in connects] == [False, True], connects
+    assert len({c["id"] for c in connects}) == 1, "the socket id is recovered too"
+
+
+async def test_dropped_on_a_mid_stream_recovered_on_b(start_server, redis, tmp_path, nursery):
+    app, a, b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 1000)
+    for n in range(1000):
+        app.emit("msg", n, to="r")  # node a goes on publishing to the room after the cut
+        if n == 300:
+            proxy.upstream_port = b.port  # the reconnect lands on node b
+            await proxy.cut()
+        if n % 50 == 0:
+            await trio.sleep(0.01)
+    done = await client.wait_for("done", timeout=20)
+    assert_complete(done, 1000)
+    recovered_once(client)
+    [socket] = b.sio.hub.members("/", ["r"])  # on b now, in its room again
+    assert socket.sid == client.of("connect")[0]["id"]
+    assert not a.sio.hub.members("/", ["r"])
+    proxy.close()
+
+
+async def test_recovered_on_b_while_a_still_holds_the_old_transport(start_server, redis, tmp_path, nursery):
+    """Only the client side drops: node a keeps a silent transport (until its
+    ping timeout); b asks the other nodes to let the session go."""
+    app, a, b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 20)
+    for n in range(10):
+        app.emit("msg", n, to="r")
+    proxy.upstream_port = b.port
+    await proxy.cut(server_side=False)
+    await client.wait_for("disconnect")
+    for n in range(10, 20):
+        app.emit("msg", n, to="r")
+    done = await client.wait_for("done", timeout=20)
+    assert_complete(done, 20)
+    recovered_once(client)
+    assert not a.sio.hub.members("/", ["r"]) and len(b.sio.hub.members("/", ["r"])) == 1
+    proxy.close()
