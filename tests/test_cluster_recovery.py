@@ -80,3 +80,26 @@ async def test_recovered_on_b_while_a_still_holds_the_old_transport(start_server
     recovered_once(client)
     assert not a.sio.hub.members("/", ["r"]) and len(b.sio.hub.members("/", ["r"])) == 1
     proxy.close()
+
+
+async def test_redis_lost_events_still_reach_this_nodes_sockets(start_server, redis, tmp_path, nursery):
+    """Local delivery never waits for Redis: without it an event goes to this
+    node's sockets alone, without an offset; with it back, through the stream again."""
+    app, a, b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 6)
+    app.emit("msg", 0, to="r")
+    await redis.stop()
+    with trio.fail_after(10):
+        while a.sio.bus.link.up:
+            await trio.sleep(0.02)
+    for n in (1, 2, 3):
+        app.emit("msg", n, to="r")
+    await redis.start()
+    with trio.fail_after(15):
+        while not a.sio.bus.link.up:
+            await trio.sleep(0.05)
+    for n in (4, 5):
+        app.emit("msg", n, to="r")
+    done = await client.wait_for("done", timeout=20)
+    assert_complete(done, 6)
+    assert [c["recovered"] for c in client.of("connect")] == [False]  # never dropped
+    proxy.close()

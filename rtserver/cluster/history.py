@@ -229,6 +229,7 @@ class SharedRecovery:
         if not isinstance(pid, str) or len(pid) > 64 or not self.link.up:
             return None
         try:
+            await self.saved(pid)  # a socket of this node just taken over: its session is on its way
             session = await self._take(pid)
             if session is None and self.release is not None:
                 await self.release(pid)
