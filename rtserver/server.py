@@ -206,11 +206,11 @@ def _shared_history(config: Config, sio: SocketIOServer, bus: RedisBus) -> Share
     return history
 
 
-def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
+def _gauges(engine: EngineServer, hub: Hub, guard: Guard) -> dict[str, dict[str, int]]:
     transports: dict[str, int] = {"polling": 0, "websocket": 0}
     for session in engine.sessions.values():
         transports[session.transport] += 1
-    return {"connections": transports, "sockets": hub.namespaces()}
+    return {"connections": transports, "sockets": hub.namespaces(), "counted": guard.counted()}
 
 
 async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -247,7 +247,8 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             presence.install(sio.builtins)
             sio.listeners.append(presence)
             engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
-            stats.bind_gauges(lambda: _gauges(engine, hub))
+            stats.bind_gauges(lambda: _gauges(engine, hub, guard))
+            nursery.start_soon(stats.watch_loop)
             if config.admin_ui.enabled:
                 admin_ui.install(config, sio, engine.sessions.values, stats, nursery)
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)

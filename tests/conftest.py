@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from support.process import kill_started
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
@@ -94,3 +95,11 @@ async def redis(tmp_path: Path) -> Any:
     finally:
         with trio.CancelScope(shield=True):
             await server.stop()
+
+
+@pytest.fixture
+def spawned() -> Any:
+    """Kill every ``rtserver serve`` process (support.process) a test started,
+    even when it failed midway."""
+    yield
+    kill_started()

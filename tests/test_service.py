@@ -21,8 +21,9 @@ import trustme
 from conftest import CLIENTS
 from socketio import exceptions as socketio_exceptions
 from support.clients import API_KEY, LiveClient, http
+from support.process import ServerProcess
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("spawned")]
 
 
 def write_config(tmp_path: Path, port: int = 0, **sections: dict[str, Any]) -> Path:
@@ -36,46 +37,6 @@ def write_config(tmp_path: Path, port: int = 0, **sections: dict[str, Any]) -> P
     path = tmp_path / "config.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-class Server:
-    """``rtserver serve`` in a child process (killed at the end of the test
-    whatever happens: see the ``spawned`` fixture)."""
-
-    started: list[trio.Process] = []
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-
-    @classmethod
-    async def start(cls, nursery: trio.Nursery, config: Path, env: dict[str, str] | None = None, fd: int | None = None) -> Server:
-        command = [sys.executable, "-m", "rtserver", "serve", "--config", str(config)]
-        kwargs: dict[str, Any] = {}
-        if fd is not None:
-            # As systemd does: the listening socket is fd 3, LISTEN_PID is the server's pid.
-            command = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3<&0 0</dev/null', "sh", *command]
-            kwargs["stdin"] = fd
-        process = await trio.lowlevel.open_process(command, env={**os.environ, **(env or {})}, **kwargs)
-        cls.started.append(process)
-        return cls(process)
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    async def exited(self, timeout: float = 15) -> int:
-        with trio.fail_after(timeout):
-            return await self.process.wait()
-
-
-@pytest.fixture(autouse=True)
-async def spawned():
-    """Kill every server process a test started, even when it failed midway."""
-    yield
-    for process in Server.started:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    Server.started.clear()
 
 
 async def wait_listening(port: int, timeout: float = 15) -> None:
@@ -102,8 +63,7 @@ async def test_notify_protocol_and_watchdog(tmp_path, nursery):
     notify_path = str(tmp_path / "notify.sock")
     receiver = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     await receiver.bind(notify_path)
-    server = await Server.start(
-        nursery,
+    server = await ServerProcess.start(
         write_config(tmp_path, auth={"enabled": False}),
         env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "200000"},
     )
@@ -131,14 +91,14 @@ async def test_socket_activation_and_restart_without_refusals(tmp_path, nursery)
     listener = free_listener()
     port = listener.getsockname()[1]
     config = write_config(tmp_path, auth={"enabled": False})
-    first = await Server.start(nursery, config, fd=listener.fileno())
+    first = await ServerProcess.start(config, fd=listener.fileno())
     await wait_listening(port)
     process = await trio.lowlevel.open_process(
         [shutil.which("node"), str(CLIENTS / "reconnectors.js"), json.dumps({"url": f"http://127.0.0.1:{port}", "count": 200, "timeoutMs": 40000})],
         stdout=subprocess.PIPE,
         cwd=CLIENTS,
     )
-    Server.started.append(process)
+    ServerProcess.started.append(process)
     lines: list[dict[str, Any]] = []
 
     async def read() -> None:
@@ -155,7 +115,7 @@ async def test_socket_activation_and_restart_without_refusals(tmp_path, nursery)
     assert lines[-1]["type"] == "ready", lines
     first.signal(signal.SIGTERM)
     assert await first.exited() == 0
-    second = await Server.start(nursery, config, fd=listener.fileno())
+    second = await ServerProcess.start(config, fd=listener.fileno())
     with trio.fail_after(40):
         while not any(line["type"] in ("back", "timeout") for line in lines):
             await trio.sleep(0.05)
@@ -176,7 +136,7 @@ async def test_tls_with_a_trusted_certificate(tmp_path, nursery):
     listener = free_listener()
     port = listener.getsockname()[1]
     config = write_config(tmp_path, auth={"enabled": False}, tls={"cert_file": str(cert_path), "key_file": str(key_path)})
-    server = await Server.start(nursery, config, fd=listener.fileno())
+    server = await ServerProcess.start(config, fd=listener.fileno())
     await wait_listening(port)
     for transports in (["websocket"], ["polling", "websocket"]):
         options = {"url": f"https://127.0.0.1:{port}", "count": 1, "transports": transports, "ca": ca_path.read_text(), "timeoutMs": 8000}
@@ -213,7 +173,7 @@ async def test_kill_minus_nine_keeps_what_was_acknowledged(tmp_path, nursery):
         auth={"secret": "s" * 40, "api_keys": [API_KEY]},
         retention={"latest": ["layout_update"], "inbox": ["newNotification"]},
     )
-    server = await Server.start(nursery, config, fd=listener.fileno())
+    server = await ServerProcess.start(config, fd=listener.fileno())
     await wait_listening(port)
     status, body = await http(port, "POST", "/api/v1/admin/revoke", {"user": "mallory"})
     assert status == 200 and body["tokenVersion"] == 1
@@ -224,7 +184,7 @@ async def test_kill_minus_nine_keeps_what_was_acknowledged(tmp_path, nursery):
     assert (await http(port, "POST", "/api/v1/emit", notice)) == (200, {"delivered": 0})
     server.signal(signal.SIGKILL)
     await server.exited()
-    again = await Server.start(nursery, config, fd=listener.fileno())
+    again = await ServerProcess.start(config, fd=listener.fileno())
     await wait_listening(port)
     client = LiveClient(port)
     stale = jwt_token("mallory", version=0)

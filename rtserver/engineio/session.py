@@ -85,12 +85,15 @@ class Session:
         "_config",
         "_ended",
         "_finished",
+        "_marks",
         "_next_ping",
         "_nursery",
         "_outbox",
         "_over",
         "_polling",
         "_pong_due",
+        "_queued",
+        "_taken",
         "_ticket",
         "_upgrading",
         "_wire",
@@ -145,6 +148,12 @@ class Session:
         self._writing = False
         self._ws_close_code = 1000
         self._nursery: trio.Nursery | None = None
+        #: Items ever queued and ever taken out of the outbox (by the writer
+        #: once written, or by a poll), and the callbacks of :meth:`when_sent`
+        #: waiting for a count of taken items.
+        self._queued = 0
+        self._taken = 0
+        self._marks: list[tuple[int, Callable[[], None]]] | None = None
 
     @property
     def finished(self) -> trio.Event:
@@ -198,10 +207,41 @@ class Session:
         elif len(outbox) >= self._config.outbox_size:
             return False
         outbox.append(item)
+        self._queued += 1
         if self._arrived is not None:
             self._arrived.set()
         self._start_writer()
         return True
+
+    def when_sent(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything sent so far has reached the
+        client: written to the WebSocket, or carried by a poll the client has
+        since answered with its next GET (or with its upgrade).  Never called
+        if the session ends first: a caller that deletes what it sent (an
+        inbox) keeps it then, and the client gets it again.  Lets an
+        acknowledged message outlive a client that drops before reading it.
+        """
+        if self._wire is not None and not self._outbox:
+            callback()  # all written already (straight to the socket)
+            return
+        if self._marks is None:
+            self._marks = []
+        self._marks.append((self._queued, callback))
+
+    def _confirm(self) -> None:
+        """Call the :meth:`when_sent` callbacks whose items are all out."""
+        marks = self._marks
+        if not marks or self._ended:
+            return
+        due = [callback for count, callback in marks if count <= self._taken]
+        if not due:
+            return
+        self._marks = [mark for mark in marks if mark[0] > self._taken] or None
+        for callback in due:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+                report(self.server.stats.faults, "session", "sent callback", sid=self.sid)
 
     def start_soon(self, fn: Any, *args: Any) -> None:
         """Run a task in this session's nursery; it ends when the session does."""
@@ -303,6 +343,8 @@ class Session:
         """Wait for frames for a polling GET; None when a poll is already open."""
         if self._polling:
             return None
+        # A new GET: the client read the answers to its earlier ones.
+        self._confirm()
         if self._close_held:
             self._end()
             return [packets.CLOSE]
@@ -321,6 +363,7 @@ class Session:
                     self._arrived = None
             outbox = self._outbox
             frames = list(outbox.popleft().frames)
+            self._taken += 1
             size = sum(len(f) for f in frames)
             quiet = 0
             while size < self._config.max_payload and quiet < _POLL_QUIET_ROUNDS:
@@ -335,6 +378,7 @@ class Session:
                     continue
                 quiet = 0
                 item = outbox.popleft()
+                self._taken += 1
                 frames.extend(item.frames)
                 size += sum(len(f) for f in item.frames)
             self._drop_if_empty(outbox)
@@ -395,6 +439,8 @@ class Session:
         self._ws = ws
         self._wire = ws.stream
         self._attached.set()
+        # The client upgrades once its last poll has returned.
+        self._confirm()
         self._start_writer()
 
     async def _ws_reader(self, ws: WebSocket) -> None:
@@ -438,6 +484,8 @@ class Session:
                     return
                 for _ in range(taken):
                     outbox.popleft()
+                self._taken += taken
+                self._confirm()
             self._drop_if_empty(outbox)
         finally:
             self._writing = False

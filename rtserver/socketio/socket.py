@@ -102,6 +102,11 @@ class Socket:
                 self.client.session.send(frames, volatile)
 
     # ------------------------------------------------------------ app side
+    def when_sent(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once what was sent so far has reached the client
+        (see :meth:`Session.when_sent`); never if the connection ends first."""
+        self.client.session.when_sent(callback)
+
     def emit(self, event: str, *args: Any, volatile: bool = False) -> bool:
         """Send an event to this socket; never blocks."""
         if not self.connected and self._held is None:
