@@ -113,6 +113,7 @@ class RunningServer:
                 session.close("server shutting down")
             for session in sessions:
                 await session.finished.wait()
+            await self.sio.recovery.flush()  # the sessions kept for recovery
         if scope.cancelled_caught:
             log.warning("drain timed out; cancelling what is left")
         self.shutdown()

@@ -28,26 +28,33 @@ async def start_node(start_server: StartServer, redis: RedisServer, tmp_path: Pa
 
 async def client_through_a(
     start_server: StartServer, redis: RedisServer, tmp_path: Path, nursery: trio.Nursery, expect: int
-) -> tuple[App, RunningServer, RunningServer, Proxy, Any]:
-    """Nodes a and b, and a stock client in room "r" of a through the proxy."""
+) -> tuple[App, RunningServer, RunningServer, list[tuple[str, bool, frozenset[str]]], Proxy, Any]:
+    """Nodes a and b, and a stock client in room "r" of a through the proxy;
+    the list gets (sid, recovered, rooms) of each socket connecting to b."""
     app = room_app()
     a = await start_node(start_server, redis, tmp_path, "a", app)
-    b = await start_node(start_server, redis, tmp_path, "b", room_app())
+    on_b = room_app()
+    seen_by_b: list[tuple[str, bool, frozenset[str]]] = []
+    on_b.on("connect", lambda socket, auth: seen_by_b.append((socket.sid, socket.recovered, frozenset(socket.rooms))))
+    b = await start_node(start_server, redis, tmp_path, "b", on_b)
     proxy = Proxy(a.port)
     await nursery.start(proxy.serve)
     client = await start_client(nursery, f"http://127.0.0.1:{proxy.port}", expect=expect)
     await client.wait_for("joined")
-    return app, a, b, proxy, client
+    return app, a, b, seen_by_b, proxy, client
 
 
-def recovered_once(client: Any) -> None:
+def recovered_once_on_b(client: Any, seen_by_b: list[tuple[str, bool, frozenset[str]]]) -> None:
     connects = client.of("connect")
     assert [c["recovered"] for c in connects] == [False, True], connects
-    assert len({c["id"] for c in connects}) == 1, "the socket id is recovered too"
+    sid = connects[0]["id"]
+    assert connects[1]["id"] == sid, "the socket id is recovered too"
+    [(on_b, recovered, rooms)] = seen_by_b
+    assert (on_b, recovered) == (sid, True) and {sid, "r"} <= rooms  # on b, in its room again
 
 
 async def test_dropped_on_a_mid_stream_recovered_on_b(start_server, redis, tmp_path, nursery):
-    app, a, b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 1000)
+    app, a, b, seen_by_b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 1000)
     for n in range(1000):
         app.emit("msg", n, to="r")  # node a goes on publishing to the room after the cut
         if n == 300:
@@ -57,9 +64,7 @@ async def test_dropped_on_a_mid_stream_recovered_on_b(start_server, redis, tmp_p
             await trio.sleep(0.01)
     done = await client.wait_for("done", timeout=20)
     assert_complete(done, 1000)
-    recovered_once(client)
-    [socket] = b.sio.hub.members("/", ["r"])  # on b now, in its room again
-    assert socket.sid == client.of("connect")[0]["id"]
+    recovered_once_on_b(client, seen_by_b)
     assert not a.sio.hub.members("/", ["r"])
     proxy.close()
 
@@ -67,7 +72,7 @@ async def test_dropped_on_a_mid_stream_recovered_on_b(start_server, redis, tmp_p
 async def test_recovered_on_b_while_a_still_holds_the_old_transport(start_server, redis, tmp_path, nursery):
     """Only the client side drops: node a keeps a silent transport (until its
     ping timeout); b asks the other nodes to let the session go."""
-    app, a, b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 20)
+    app, a, b, seen_by_b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 20)
     for n in range(10):
         app.emit("msg", n, to="r")
     proxy.upstream_port = b.port
@@ -77,15 +82,15 @@ async def test_recovered_on_b_while_a_still_holds_the_old_transport(start_server
         app.emit("msg", n, to="r")
     done = await client.wait_for("done", timeout=20)
     assert_complete(done, 20)
-    recovered_once(client)
-    assert not a.sio.hub.members("/", ["r"]) and len(b.sio.hub.members("/", ["r"])) == 1
+    recovered_once_on_b(client, seen_by_b)
+    assert not a.sio.hub.members("/", ["r"])  # a let the session go
     proxy.close()
 
 
 async def test_redis_lost_events_still_reach_this_nodes_sockets(start_server, redis, tmp_path, nursery):
     """Local delivery never waits for Redis: without it an event goes to this
     node's sockets alone, without an offset; with it back, through the stream again."""
-    app, a, b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 6)
+    app, a, _, _, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 6)
     app.emit("msg", 0, to="r")
     await redis.stop()
     with trio.fail_after(10):

@@ -40,7 +40,7 @@ import trio
 from ..config import RecoveryConfig
 from ..engineio.packets import Frame
 from . import wire
-from .link import LinkDown, RedisLink
+from .link import RedisLink
 
 if TYPE_CHECKING:
     from ..socketio.socket import Socket
@@ -49,12 +49,15 @@ log = logging.getLogger("rtserver.recovery")
 
 #: Entries one XREAD or XRANGE returns at most.
 PAGE = 500
+#: This node's events on their way through Redis; beyond this they are delivered here alone.
+PENDING_LIMIT = 100_000
 _OFFSET = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 
 Position = tuple[int, int]
 
-#: ``(namespace, event, args, rooms, exclude, offset, remote)``: deliver one entry here.
-Deliver = Callable[[str, str, tuple[Any, ...], list[str] | None, list[str], str, bool], None]
+#: ``(namespace, event, args, rooms, exclude, offset, remote)``: deliver one event here
+#: (offset None: without one, when Redis lost it on the way).
+Deliver = Callable[[str, str, tuple[Any, ...], list[str] | None, list[str], str | None, bool], None]
 
 
 def parse_offset(text: Any) -> Position | None:
@@ -97,8 +100,12 @@ class SharedRecovery:
         self._events = frozenset(config.events)
         #: The last entry this node has delivered (None until its reader started).
         self.position: Position | None = None
+        #: Sessions of dropped sockets not in Redis yet.
         self._saving: dict[str, Session] = {}
-        self._nursery: trio.Nursery | None = None
+        self._save_soon = trio.Event()
+        #: This node's events appended but not read back yet, by number.
+        self._pending: dict[int, tuple[str, str, tuple[Any, ...], list[str] | None, list[str]]] = {}
+        self._appended = 0
         #: Set by the Socket.IO server: delivers a stream entry to this node's sockets.
         self.deliver: Deliver = lambda *entry: None
         #: Asks the other nodes to let go of a session's socket (set by the server).
@@ -128,13 +135,25 @@ class SharedRecovery:
     ) -> bool:
         """Queue an event for the stream; False when it cannot go there (Redis
         down, its backlog full, unencodable): then deliver it here alone."""
-        if not self.link.up or self.position is None:
+        if not self.link.up or self.position is None or len(self._pending) >= PENDING_LIMIT:
             return False
+        number = self._appended + 1
         try:
-            entry = wire.pack([self.uid, namespace, event, list(args), rooms, list(exclude)])
+            entry = wire.pack([self.uid, number, namespace, event, list(args), rooms, list(exclude)])
         except (TypeError, ValueError, OverflowError):
             return False
-        return len(entry) <= self.limit and self.link.append(self.stream, entry, self.config.history_size)
+        if len(entry) > self.limit or not self.link.append(self.stream, entry, self.config.history_size):
+            return False
+        self._appended = number
+        self._pending[number] = (namespace, event, args, rooms, list(exclude))
+        return True
+
+    def _link_down(self) -> None:
+        """Events of this node not read back yet may never be: deliver them
+        here now, without an offset (skipped if they do show up later)."""
+        pending, self._pending = self._pending, {}
+        for namespace, event, args, rooms, exclude in pending.values():
+            self.deliver(namespace, event, args, rooms, exclude, None, False)
 
     # ------------------------------------------------------------ reading
     async def _reader(self) -> None:
@@ -148,12 +167,8 @@ class SharedRecovery:
                     last = await client.xrevrange(self.stream, "+", "-", count=1)
                     self.position = parse_offset(_text(last[0].identifier)) if last else (0, 0)
                 found = await client.xread({self.stream: self.seq}, count=PAGE, block=1000)
-            except (LinkDown, OSError) as exc:
-                log.debug("history read interrupted: %s", exc)
-                await trio.sleep(0.1)
-                continue
             except Exception as exc:  # noqa: BLE001 -- the link's own task reports Redis going away
-                log.debug("history read failed: %s", exc)
+                log.debug("history read interrupted: %s", exc)
                 await trio.sleep(0.1)
                 continue
             for entries in (found or {}).values():
@@ -166,34 +181,43 @@ class SharedRecovery:
             return
         self.position = position
         decoded = self._decode(entry)
-        if decoded is not None:
-            origin, namespace, event, args, rooms, exclude = decoded
-            self.deliver(namespace, event, tuple(args), rooms, exclude, offset_text(position), origin != self.uid)
+        if decoded is None:
+            return
+        origin, number, namespace, event, args, rooms, exclude = decoded
+        if origin == self.uid and self._pending.pop(number, None) is None:
+            return  # already delivered here while the link was down
+        self.deliver(namespace, event, tuple(args), rooms, exclude, offset_text(position), origin != self.uid)
 
     def _decode(self, entry: Any) -> tuple[Any, ...] | None:
         try:
             value = wire.decode(entry.field_values[b"m"], self.limit)
-            origin, namespace, event, args, rooms, exclude = value
+            origin, number, namespace, event, args, rooms, exclude = value
             if not (isinstance(namespace, str) and isinstance(event, str) and isinstance(args, list)
                     and (rooms is None or isinstance(rooms, list)) and isinstance(exclude, list)):
                 raise ValueError("bad entry")
         except Exception as exc:  # noqa: BLE001 -- a foreign or broken entry is skipped, never fatal
             log.warning("skipped a malformed history entry", extra={"fields": {"error": str(exc)[:200]}})
             return None
-        return origin, namespace, event, args, rooms, exclude
+        return origin, number, namespace, event, args, rooms, exclude
 
     # ------------------------------------------------------------ sessions
     def persist(self, socket: Socket) -> None:
         """Keep a dropped socket's session in Redis for ``max_disconnection`` seconds."""
         identity = socket.identity
-        if socket.pid is None or identity is None or self._nursery is None:
+        if socket.pid is None or identity is None:
             return
         session = Session(
             socket.pid, socket.sid, socket.namespace_name, identity.user, frozenset(socket.rooms - {socket.sid}),
             str(socket.start_seq), time.time(),
         )
         self._saving[session.pid] = session
-        self._nursery.start_soon(self._save, session)
+        self._save_soon.set()
+
+    async def _saver(self) -> None:
+        while True:
+            await self._save_soon.wait()
+            self._save_soon = trio.Event()
+            await self.flush()
 
     async def _save(self, session: Session) -> None:
         try:
@@ -275,7 +299,7 @@ class SharedRecovery:
             decoded = self._decode(entry)
             if position is None or position > limit or decoded is None:
                 continue
-            _, namespace, event, args, to, exclude = decoded
+            _, _, namespace, event, args, to, exclude = decoded
             if namespace == session.namespace and rooms.isdisjoint(exclude) and (to is None or not rooms.isdisjoint(to)):
                 frames.append(self.encode(namespace, event, (*args, offset_text(position))))
         return frames
@@ -285,13 +309,17 @@ class SharedRecovery:
         """Nothing to load: the history lives in Redis."""
 
     async def flush(self) -> None:
-        """Nothing to write: sessions go to Redis as they are kept."""
+        """Save the sessions of the sockets that dropped (also as a node
+        drains, so its clients recover on another node)."""
+        for session in list(self._saving.values()):
+            await self._save(session)
 
     async def run(self) -> None:
         """Read and deliver until cancelled (appends go out with the link's writer)."""
+        self.link.on_down.append(self._link_down)
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
             nursery.start_soon(self._reader)
+            nursery.start_soon(self._saver)
 
 
 def _text(value: Any) -> str:

@@ -80,8 +80,10 @@ class RedisLink:
         self.received = 0
         #: Times the link was lost (or failed at start).
         self.outages = 0
-        #: Called each time the link comes up (the first time included).
+        #: Called each time the link comes up (the first time included), and
+        #: each time a connection attempt fails or the link is lost.
         self.on_up: list[Callable[[], None]] = []
+        self.on_down: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ sending
     def publish(self, channel: str, payload: bytes) -> bool:
@@ -235,6 +237,8 @@ class RedisLink:
         self.up, self.error = False, reason
         self.dropped["disconnected"] += len(self._queue)
         self._queue.clear()
+        for callback in self.on_down:
+            callback()
 
 
 def _shutting_down() -> bool:

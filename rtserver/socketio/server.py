@@ -210,10 +210,11 @@ class SocketIOServer:
         return True
 
     def history_entry(
-        self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, exclude: list[str], offset: str,
-        remote: bool,
+        self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, exclude: list[str],
+        offset: str | None, remote: bool,
     ) -> None:
-        """An event read from the cluster's shared history (any node's emit, this one's too)."""
+        """An event read from the cluster's shared history (any node's emit,
+        this one's too), or one of this node's that Redis lost on the way (no offset)."""
         if remote and self.retention is not None:
             self.retention.emitted(namespace, event, args, rooms, remote=True)
         self._deliver(namespace, event, args, rooms, exclude, False, offset)
