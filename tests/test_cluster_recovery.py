@@ -108,3 +108,19 @@ async def test_redis_lost_events_still_reach_this_nodes_sockets(start_server, re
     assert_complete(done, 6)
     assert [c["recovered"] for c in client.of("connect")] == [False]  # never dropped
     proxy.close()
+
+
+async def test_node_a_drains_and_its_client_recovers_on_b(start_server, redis, tmp_path, nursery):
+    """A rolling restart: a drains (SIGTERM), saving the sessions it closes;
+    b's events published meanwhile reach the client through the replay."""
+    app, a, b, seen_by_b, proxy, client = await client_through_a(start_server, redis, tmp_path, nursery, 10)
+    for n in range(5):
+        app.emit("msg", n, to="r")
+    proxy.upstream_port = b.port
+    await a.drain(2)
+    for n in range(5, 10):
+        b.sio.app.emit("msg", n, to="r")
+    done = await client.wait_for("done", timeout=20)
+    assert_complete(done, 10)
+    recovered_once_on_b(client, seen_by_b)
+    proxy.close()
