@@ -13,6 +13,7 @@ from typing import Any
 import trio
 from support.clients import SECRET, LiveClient, auth_section, http, token
 from support.nodes import StartServer, wait_until
+from support.proxy import Proxy
 from support.redis import RedisServer, free_port, needs_redis
 
 from rtserver import RunningServer
@@ -181,3 +182,37 @@ async def test_redis_lost_sockets_stay_and_presence_converges_when_back(start_se
     assert await events_about(watch_a, "user:online", "erin", 0.5) == []
     await erin.disconnect()
     await watch_a.disconnect()
+
+
+async def test_node_cut_off_redis_is_declared_offline_then_converges(start_server, redis, tmp_path, nursery):
+    """Node b alone loses Redis (a TCP proxy in front of Redis cuts it): a
+    declares b's users offline after node_timeout; b's sockets stay, and when
+    b is back it re-announces them."""
+    timeout = 1.0
+    cable = Proxy(redis.port)
+    await nursery.start(cable.serve)
+    a = await start_node(start_server, redis, tmp_path, "a", node_timeout=timeout)
+    b = await start_server(
+        cluster={"redis_url": f"redis://127.0.0.1:{cable.port}/0", "node_id": "b", "node_timeout": timeout},
+        server={"data_dir": str(tmp_path / "b")}, **SECTIONS,
+    )
+    watcher = await connected(a.port, "bob")
+    alice = await connected(b.port, "alice")
+    assert (await watcher.next("user:online", where=about("alice")))["status"] == "online"
+
+    cable.upstream_port = free_port()  # nothing listens there: b cannot reconnect
+    await cable.cut()
+    assert (await watcher.next("user:offline", where=about("alice"), timeout=10))["status"] == "offline"
+    assert await presence_of(a.port, "alice") == "offline"
+    # b still serves alice and answers from what it knows.
+    assert alice.sio.connected
+    assert (await http(b.port, "GET", "/healthz", key=None))[1]["status"] == "degraded"
+    assert await presence_of(b.port, "alice") == "online"
+
+    cable.upstream_port = redis.port
+    assert (await watcher.next("user:online", where=about("alice"), timeout=15))["status"] == "online"
+    assert await presence_of(a.port, "alice") == "online"
+    assert await events_about(watcher, "user:online", "alice", 0.5) == []
+    await alice.disconnect()
+    await watcher.disconnect()
+    cable.close()
