@@ -277,9 +277,7 @@ class SharedRecovery:
         longer holds ``after`` (trimmed: the gap cannot be filled)."""
         client = self.link.client()
         if after != (0, 0) and not await client.xrange(self.stream, offset_text(after), offset_text(after), count=1):
-            first = await client.xrange(self.stream, "-", "+", count=1)
-            if not first or parse_offset(_text(first[0].identifier)) <= after:  # type: ignore[operator]
-                return None  # the offset was never an entry here, or was trimmed away
+            return None  # trimmed away (or never an entry here): the gap cannot be filled
         rooms = session.rooms | {session.sid}
         entries: list[Any] = []
         cursor = after
