@@ -25,6 +25,7 @@ from .faults import supervise
 from .http.server import HttpServer
 from .hub import Hub
 from .metrics import Stats
+from .nodeinfo import describe
 from .presence import Presence
 from .recovery import Recovery
 from .retained import Retained
@@ -162,7 +163,11 @@ async def _join_cluster(
         _, kicked = await guard.revoke(user, version)
         return {"disconnected": kicked}
 
+    async def node(request: dict[str, Any]) -> dict[str, Any]:
+        return {"node": describe(bus.uid, stats)}
+
     bus.commands["revoke"] = revoke
+    bus.commands["node"] = node  # for the dashboard's list of nodes
     if config.presence.enabled:
         shared = ClusterPresence(bus.link, config.cluster.prefix, bus.uid, config.cluster.node_timeout, presence)
         bus.listen(shared.channel, shared.on_message)

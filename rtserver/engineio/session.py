@@ -31,6 +31,7 @@ import trio
 from ..config import EngineIOConfig
 from ..faults import report
 from ..http.messages import Request
+from ..http.server import PeerGone
 from ..http.stream import ConnectionStream
 from . import packets
 from .clock import Ticket
@@ -75,7 +76,16 @@ class SessionHandler(Protocol):
         ...
 
 
+#: The Content-Type of a polling answer in text.
+TEXT_PLAIN = "text/plain; charset=UTF-8"
+
+
 class Session:
+    """An Engine.IO v4 session (:class:`~.session_v3.SessionV3` for v3)."""
+
+    #: The Engine.IO protocol revision the client speaks.
+    protocol = 4
+
     __slots__ = (
         "_arrived",
         "_attached",
@@ -92,6 +102,8 @@ class Session:
         "_over",
         "_polling",
         "_pong_due",
+        "_posting",
+        "_queued",
         "_queued",
         "_taken",
         "_ticket",
@@ -121,8 +133,8 @@ class Session:
         #: What waits to be written, oldest first; an item stays until it is
         #: written, so while any is here nothing goes straight through.
         self._outbox: deque[Outgoing] | None = None
-        #: Set when something is queued, while a poll waits for it.
-        self._arrived: trio.Event | None = None
+        #: Cancelled when something is queued, while a poll waits for it.
+        self._arrived: trio.CancelScope | None = None
         #: Set when a polling session upgrades (its main task then reads the WebSocket).
         self._attached: trio.Event | None = None
         #: The session's place on the server's clock (heartbeat).
@@ -137,6 +149,8 @@ class Session:
         self._pong_due: float | None = None
         self._closing = False
         self._polling = False
+        #: A POST's packets are being handled (a second one at once is refused).
+        self._posting = False
         #: A graceful close's CLOSE packet, kept for the poll after the last frames.
         self._close_held = False
         #: The client sent CLOSE (a poll still pending is answered with a noop).
@@ -209,7 +223,7 @@ class Session:
         outbox.append(item)
         self._queued += 1
         if self._arrived is not None:
-            self._arrived.set()
+            self._arrived.cancel()
         self._start_writer()
         return True
 
@@ -274,7 +288,7 @@ class Session:
         self._ws_close_code = ws_code
         self._outbox = None
         if self._arrived is not None:
-            self._arrived.set()  # a waiting poll answers with CLOSE
+            self._arrived.cancel()  # a waiting poll answers with CLOSE
         self._end()
 
     def _fault(self, what: str) -> None:
@@ -295,6 +309,8 @@ class Session:
         self._end()
 
     # ------------------------------------------------------------ inbound
+    decode_text = staticmethod(packets.decode_text)
+
     async def receive_frame(self, frame: str | bytes) -> None:
         """Handle one frame from the client (either transport)."""
         stats = self.server.stats
@@ -303,7 +319,7 @@ class Session:
         if isinstance(frame, bytes):
             await self._to_handler(frame)
         else:
-            await self._receive_packet(packets.decode_text(frame))
+            await self._receive_packet(self.decode_text(frame))
 
     async def _to_handler(self, data: str | bytes) -> None:
         # Nothing more is read once the session is over, or ending: after a
@@ -324,23 +340,47 @@ class Session:
         elif packet.type is PacketType.CLOSE:
             self._client_closed = True
             self.abort("transport close")
-        elif packet.type in (PacketType.OPEN, PacketType.PING):
-            raise EngineProtocolError(f"unexpected {packet.type.name} packet from client")
-        # UPGRADE and NOOP outside the upgrade handshake carry nothing.
+        elif packet.type is PacketType.PING:
+            # Engine.IO v4 pings go from the server to the client only.
+            raise EngineProtocolError("PING from client (the server pings in Engine.IO v4)")
+        # OPEN, and UPGRADE and NOOP outside the upgrade handshake, carry
+        # nothing: ignored, as the reference ignores them.
 
-    async def receive_payload(self, body: bytes) -> None:
-        """A long-polling POST body: one or more packets."""
+    #: A POST body's packets (Engine.IO v3 sessions decode theirs otherwise).
+    iter_payload = staticmethod(packets.iter_payload)
+
+    async def receive_payload(self, body: bytes) -> bool:
+        """A long-polling POST body: one or more packets, handled in order up
+        to a malformed one (which raises).  False, with nothing handled, while
+        another POST of this session is still being handled."""
+        if self._posting:
+            return False
         stats = self.server.stats
         stats.bytes_in += len(body)
-        for packet in packets.decode_payload(body):
-            if self._ended:
-                break  # ended by an earlier packet of this payload
-            stats.messages_in += 1
-            await self._receive_packet(packet)
+        self._posting = True
+        try:
+            for packet in self.iter_payload(body):
+                if self._ended:
+                    break  # ended by an earlier packet of this payload
+                stats.messages_in += 1
+                await self._receive_packet(packet)
+        finally:
+            self._posting = False
+        return True
 
     # ------------------------------------------------------- long-polling
-    async def poll(self) -> list[Frame] | None:
-        """Wait for frames for a polling GET; None when a poll is already open."""
+    def encode_poll(self, frames: list[Frame]) -> tuple[bytes, str]:
+        """A polling answer's body and Content-Type for ``frames``."""
+        return packets.encode_payload(frames).encode(), TEXT_PLAIN
+
+    async def poll(self, peer_gone: PeerGone | None = None) -> list[Frame] | None:
+        """Wait for frames for a polling GET; None when a poll is already open.
+
+        While it waits, ``peer_gone`` (when given) watches the request's
+        connection: a client that closes it ends the session, as the
+        reference ends it ("poll connection closed prematurely"), rather
+        than the next frames being written to a connection nobody reads.
+        """
         if self._polling:
             return None
         # A new GET: the client read the answers to its earlier ones.
@@ -356,11 +396,9 @@ class Session:
                     # The client's own close: its pending GET gets a noop, as
                     # the reference answers it (the client is not listening).
                     return [packets.NOOP if self._client_closed else packets.CLOSE]
-                self._arrived = trio.Event()
-                try:
-                    await self._arrived.wait()
-                finally:
-                    self._arrived = None
+                if await self._wait_for_frames(peer_gone):
+                    log.info("poll connection closed by the client", extra={"fields": {"sid": self.sid}})
+                    self.abort("transport error")
             outbox = self._outbox
             frames = list(outbox.popleft().frames)
             self._taken += 1
@@ -394,6 +432,19 @@ class Session:
             return frames
         finally:
             self._polling = False
+
+    async def _wait_for_frames(self, peer_gone: PeerGone | None) -> bool:
+        """Wait until something is queued (or the session ends); True when
+        the polling client went away first."""
+        with trio.CancelScope() as arrived:
+            self._arrived = arrived
+            try:
+                if peer_gone is not None and await peer_gone():
+                    return True
+                await trio.sleep_forever()
+            finally:
+                self._arrived = None
+        return False
 
     # ---------------------------------------------------------- websocket
     @property
