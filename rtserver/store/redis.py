@@ -110,9 +110,10 @@ class RedisStore(Store):
         self._token_script = self._client.register_script(_TOKEN_SCRIPT)
         self._trim_script = self._client.register_script(_TRIM_SCRIPT)
         self.link = RedisLink(
-            url, [self.channel], [], self._on_notice, self._faults, on_up=self._on_up, logger=log,
+            url, [self.channel], [], self._on_notice, self._faults, logger=log,
             lost="the store answers from what this node knows and refuses writes (503) until it is back",
         )
+        self.link.on_up.append(self._on_up)
         self._nursery: trio.Nursery | None = None
         self._synced = trio.Event()
         self._reloading: list[tuple[str, list[Any]]] | None = None
