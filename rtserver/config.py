@@ -41,6 +41,9 @@ class ServerConfig:
     shutdown_grace: float = attrs.field(default=2.0, validator=v.ge(0))
     #: Directory for the generated JWT secret and the SQLite store.
     data_dir: str = "data"
+    #: Worker processes on the one port (``serve --workers``); more than one
+    #: needs ``[cluster]``: each worker is a node.
+    workers: int = attrs.field(default=1, validator=[v.ge(1), v.le(64)])
 
 
 @attrs.frozen
@@ -433,7 +436,23 @@ def structure(data: Mapping[str, Any]) -> Config:
         config = _CONVERTER.structure(data, Config)
     except cattrs.BaseValidationError as exc:
         raise ConfigError(describe(exc)) from None
+    problems = _across_sections(config)
+    if problems:
+        raise ConfigError(problems)
     return config
+
+
+def _across_sections(config: Config) -> list[str]:
+    """What no single key's check can see."""
+    problems = []
+    workers = config.server.workers
+    if workers > 1 and not config.cluster.enabled:
+        problems.append(f"server.workers: {workers} workers need [cluster] redis_url (each worker is a node of the cluster)")
+    if workers > 1 and config.tls.enabled:
+        problems.append(
+            f"server.workers: {workers} workers cannot share in-process TLS connections; terminate TLS in a proxy in front"
+        )
+    return problems
 
 
 def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
