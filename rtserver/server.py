@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -295,6 +296,8 @@ async def serve_until_signal(
                 nursery.cancel_scope.cancel()
 
             running: RunningServer = await nursery.start(run)
+            if worker is not None:
+                nursery.start_soon(_leave_with_supervisor, os.getppid())
             draining = False
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -307,6 +310,15 @@ async def serve_until_signal(
                 draining = True
                 log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
                 nursery.start_soon(running.drain, config.server.shutdown_grace)
+
+
+async def _leave_with_supervisor(supervisor: int) -> None:
+    """A worker whose supervisor is gone (killed) drains and exits, as if
+    told to by SIGTERM, rather than serving on unsupervised."""
+    while os.getppid() == supervisor:
+        await trio.sleep(1)
+    log.warning("the supervisor is gone, shutting down")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _reload(running: RunningServer, reload_config: Callable[[], Config]) -> None:

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -21,81 +20,9 @@ import trustme
 from conftest import CLIENTS
 from socketio import exceptions as socketio_exceptions
 from support.clients import API_KEY, LiveClient, http
+from support.service import Server, free_listener, spawned, wait_listening, write_config  # noqa: F401 (spawned: a fixture)
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def write_config(tmp_path: Path, port: int = 0, **sections: dict[str, Any]) -> Path:
-    """A config file: ``sections`` as TOML tables (simple values and lists only)."""
-    tables = {"server": {"host": "127.0.0.1", "port": port, "data_dir": str(tmp_path / "data")}, **sections}
-    lines = []
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {json.dumps(value)}")
-    path = tmp_path / "config.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-class Server:
-    """``rtserver serve`` in a child process (killed at the end of the test
-    whatever happens: see the ``spawned`` fixture)."""
-
-    started: list[trio.Process] = []
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-
-    @classmethod
-    async def start(cls, nursery: trio.Nursery, config: Path, env: dict[str, str] | None = None, fd: int | None = None) -> Server:
-        command = [sys.executable, "-m", "rtserver", "serve", "--config", str(config)]
-        kwargs: dict[str, Any] = {}
-        if fd is not None:
-            # As systemd does: the listening socket is fd 3, LISTEN_PID is the server's pid.
-            command = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3<&0 0</dev/null', "sh", *command]
-            kwargs["stdin"] = fd
-        process = await trio.lowlevel.open_process(command, env={**os.environ, **(env or {})}, **kwargs)
-        cls.started.append(process)
-        return cls(process)
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    async def exited(self, timeout: float = 15) -> int:
-        with trio.fail_after(timeout):
-            return await self.process.wait()
-
-
-@pytest.fixture(autouse=True)
-async def spawned():
-    """Kill every server process a test started, even when it failed midway."""
-    yield
-    for process in Server.started:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    Server.started.clear()
-
-
-async def wait_listening(port: int, timeout: float = 15) -> None:
-    with trio.fail_after(timeout):
-        while True:
-            try:
-                stream = await trio.open_tcp_stream("127.0.0.1", port)
-            except OSError:
-                await trio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return
-
-
-def free_listener() -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("spawned")]
 
 
 async def test_notify_protocol_and_watchdog(tmp_path, nursery):

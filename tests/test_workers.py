@@ -1,0 +1,278 @@
+"""``rtserver serve --workers N``: the supervisor, its workers on one port,
+and the hand-off of a request to the worker that owns its session."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+from conftest import CLIENTS, make_config
+from support.clients import API_KEY, http
+from support.redis import free_port, needs_redis
+from support.service import Server, spawned, write_config  # noqa: F401 (spawned: a fixture)
+
+from rtserver import App, serve
+from rtserver.engineio.server import sid_worker
+from rtserver.supervisor import WorkerSpec
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+EIO = "/socket.io/?EIO=4&transport="
+
+
+def test_a_session_id_names_its_worker():
+    assert sid_worker("w3.AbC-dEf_0123456789xy") == 3
+    assert sid_worker("w12.x") == 12
+    # A single process's ids (token_urlsafe: no '.') and garbage name none.
+    for sid in ("wAbCdEf0123456789xyz", "w3AbC", "x3.abc", "w.abc", "w-1.abc", "", "."):
+        assert sid_worker(sid) is None
+
+
+def _rtserver(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rtserver", *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_more_than_one_worker_needs_the_cluster_and_no_in_process_tls(tmp_path):
+    alone = write_config(tmp_path)
+    refused = "config error: server.workers: 2 workers need [cluster] redis_url (each worker is a node of the cluster)"
+    done = _rtserver("serve", "--config", str(alone), "--workers", "2")
+    assert (done.returncode, done.stderr.splitlines()) == (2, [refused])
+    alone.write_text(alone.read_text() + "workers = 2\n")  # the last table is [server]
+    done = _rtserver("check-config", str(alone))
+    assert (done.returncode, done.stderr.splitlines()) == (2, [refused])
+    tls = write_config(
+        tmp_path, tls={"cert_file": "cert.pem", "key_file": "key.pem"}, cluster={"redis_url": "redis://127.0.0.1:1/0"}
+    )
+    done = _rtserver("serve", "--config", str(tls), "--workers", "3")
+    assert (done.returncode, done.stderr.splitlines()) == (
+        2, ["config error: server.workers: 3 workers cannot share in-process TLS connections; terminate TLS in a proxy in front"]
+    )
+    done = _rtserver("serve", "--config", str(tls), "--workers", "0")
+    assert done.returncode == 2 and "'0' is not a number of workers from 1 to 64" in done.stderr
+
+
+# ---------------------------------------------------------------- hand-off
+
+
+async def _request(port: int, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a connection of its own; (status, body)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(head.encode() + f"Host: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    head_bytes, _, content = data.partition(b"\r\n\r\n")
+    return int(head_bytes.split()[1]), content
+
+
+@pytest.fixture
+async def two_workers(nursery, tmp_path):
+    """Two workers of one server in this process, each on a listening socket
+    of its own, so a test chooses which one a request reaches."""
+    directory = tmp_path / "workers"
+    directory.mkdir()
+    servers = []
+    for index in range(2):
+        sock = socket.create_server(("127.0.0.1", 0))
+        app = App()
+        spec = WorkerSpec(index, 2, str(directory), (sock.detach(),))
+        config = make_config(tmp_path / f"data{index}")
+        servers.append((await nursery.start(functools.partial(serve, config, app, worker=spec)), app))
+    return servers
+
+
+async def test_polling_requests_and_the_upgrade_reach_the_worker_owning_the_session(two_workers):
+    (zero, zero_app), (one, _) = two_workers
+    status, body = await _request(zero.port, f"GET {EIO}polling HTTP/1.1\r\n")
+    assert status == 200
+    sid = json.loads(body[1:])["sid"]
+    assert sid.startswith("w0.")
+    # Through worker 1's socket: each request is answered by worker 0.
+    status, body = await _request(one.port, f"POST {EIO}polling&sid={sid} HTTP/1.1\r\n", b"40")
+    assert (status, body) == (200, b"ok")
+    status, body = await _request(one.port, f"GET {EIO}polling&sid={sid} HTTP/1.1\r\n")
+    assert status == 200 and body.startswith(b"40{")
+    assert len(zero_app.sockets()) == 1
+    assert one.http.handoff.passed == 2 and zero.http.handoff.received == 2
+    # A body larger than one read (the hand-off carries what was read of it).
+    big = b"42" + json.dumps(["big", "x" * 200_000]).encode()
+    status, body = await _request(one.port, f"POST {EIO}polling&sid={sid} HTTP/1.1\r\n", big)
+    assert (status, body) == (200, b"ok")
+    # The upgrade too: worker 0 then writes to the WebSocket that reached worker 1.
+    async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{one.port}{EIO}websocket&sid={sid}") as ws:
+        await ws.send_message("2probe")
+        assert await ws.get_message() == "3probe"
+        await ws.send_message("5")
+        with trio.fail_after(10):
+            while zero.engine.sessions[sid].transport != "websocket":
+                await trio.sleep(0.01)
+        assert zero_app.emit("hello", {"from": "worker 0"}) == 1
+        with trio.fail_after(10):
+            while not (message := await ws.get_message()).startswith("42"):
+                assert message in ("6", "2"), message  # noop, ping
+        assert json.loads(message[2:]) == ["hello", {"from": "worker 0"}]
+    assert one.http.handoff.passed == 4
+
+
+async def test_a_session_of_a_worker_that_is_not_there_is_unknown(two_workers):
+    (zero, _), _ = two_workers
+    status, body = await _request(zero.port, f"GET {EIO}polling&sid=w5.AAAAAAAAAAAAAAAAAAAA HTTP/1.1\r\n")
+    assert (status, json.loads(body)) == (400, {"code": 1, "message": "Session ID unknown"})
+    assert zero.http.handoff.passed == 0
+
+
+# ------------------------------------------------------------- supervisor
+
+
+def _children(pid: int) -> dict[int, int]:
+    """The supervisor's workers: pid -> index (from each one's RTSERVER_WORKER)."""
+    found = {}
+    # Listed under the thread that started each one (trio starts processes in threads).
+    children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in _read(task / "children").split()]
+    for child in children:
+        try:
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"RTSERVER_WORKER="):
+                found[int(child)] = json.loads(entry.split(b"=", 1)[1])["index"]
+    return found
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:  # a thread that ended
+        return ""
+
+
+class Clients:
+    """tests/clients/workers.js: its last state line."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.state: dict[str, Any] = {}
+        self.timed_out = False
+
+    async def pump(self) -> None:
+        buffer = b""
+        async for chunk in self.process.stdout:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.startswith(b"{"):
+                    entry = json.loads(line)
+                    self.timed_out |= entry["type"] == "timeout"
+                    self.state = entry
+
+    async def until(self, predicate, timeout: float = 60) -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            while not (self.state and predicate(self.state)):
+                assert not self.timed_out, self.state
+                await trio.sleep(0.05)
+        return self.state
+
+
+@needs_redis
+@pytest.mark.usefixtures("spawned")
+async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, nursery, redis):
+    port = free_port()
+    notify_path = str(tmp_path / "notify.sock")
+    notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    await notify.bind(notify_path)
+    messages: list[str] = []
+    hearing = trio.CancelScope()
+
+    async def hear() -> None:
+        with hearing:
+            while True:
+                messages.append((await notify.recv(4096)).decode())
+
+    nursery.start_soon(hear)
+    config = write_config(
+        tmp_path, port, auth={"enabled": False, "api_keys": [API_KEY]}, cluster={"redis_url": redis.url, "node_id": "box"}
+    )
+    supervisor = await Server.start(
+        nursery, config, env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "2000000"}, args=("--workers", "4"),
+    )
+    with trio.fail_after(60):
+        while not any("READY=1" in m for m in messages):
+            await trio.sleep(0.05)
+    # READY once all four are up, and the supervisor alone speaks to systemd.
+    assert sorted(_children(supervisor.process.pid).values()) == [0, 1, 2, 3]
+    assert "STATUS=4/4 workers, 0 connections" in next(m for m in messages if "READY=1" in m)
+
+    process = await trio.lowlevel.open_process(
+        [shutil.which("node"), str(CLIENTS / "workers.js"), json.dumps({"url": f"http://127.0.0.1:{port}", "count": 200})],
+        stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=CLIENTS,
+    )
+    Server.started.append(process)
+    clients = Clients(process)
+    nursery.start_soon(clients.pump)
+    state = await clients.until(lambda s: s["connected"] == 200 and s["upgraded"] == 200)
+    # Polling first, the kernel spreading each client's requests over the
+    # workers: not one request was refused or dropped.
+    assert (state["errors"], state["disconnects"], state["connects"]) == ({}, 0, 200), state
+    assert sorted(state["byWorker"]) == ["0", "1", "2", "3"], state
+    status, _ = await http(port, "POST", "/api/v1/emit", {"event": "news", "data": {"round": 1}, "broadcast": True})
+    assert status == 200
+    await clients.until(lambda s: s["received"].get("1") == 200)
+    await _wait_messages(messages, lambda m: "STATUS=4/4 workers, 200 connections" in m)
+
+    workers = _children(supervisor.process.pid)
+    victim = next(pid for pid, index in workers.items() if index == 1)
+    on_victim = state["byWorker"]["1"]
+    os.kill(victim, signal.SIGKILL)
+    # Its clients come back (on any worker), the others never noticed; the
+    # supervisor started worker 1 again.
+    state = await clients.until(lambda s: s["disconnects"] >= on_victim and s["connected"] == 200 and s["upgraded"] == 200)
+    assert state["disconnects"] == on_victim and state["reasons"] == {"transport close": on_victim}, state
+    assert state["connects"] == 200 + on_victim
+    with trio.fail_after(30):
+        while sorted(_children(supervisor.process.pid).values()) != [0, 1, 2, 3]:
+            await trio.sleep(0.1)
+    assert victim not in _children(supervisor.process.pid)
+    seen = len(messages)  # from here on, 4/4 means the new worker 1 is ready
+    await _wait_messages(messages, lambda m: "STATUS=4/4 workers" in m, seen)
+    status, _ = await http(port, "POST", "/api/v1/emit", {"event": "news", "data": {"round": 2}, "broadcast": True})
+    assert status == 200
+    await clients.until(lambda s: s["received"].get("2") == 200)
+
+    # SIGTERM: every worker drains, the supervisor exits 0 and says STOPPING.
+    await process.stdin.aclose()
+    supervisor.signal(signal.SIGTERM)
+    assert await supervisor.exited(30) == 0
+    assert any("STOPPING=1" in m for m in messages)
+    assert _all_gone(workers)
+    hearing.cancel()
+    notify.close()
+
+
+async def _wait_messages(messages: list[str], predicate, start: int = 0, timeout: float = 15) -> None:
+    """Until one of ``messages`` from ``start`` on (more keep coming) matches."""
+    with trio.fail_after(timeout):
+        while not any(predicate(m) for m in messages[start:]):
+            await trio.sleep(0.05)
+
+
+def _all_gone(pids) -> bool:
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        return False
+    return True
