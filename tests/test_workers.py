@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -231,6 +232,8 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     assert status == 200
     await clients.until(lambda s: s["received"].get("1") == 200)
     await _wait_messages(messages, lambda m: "STATUS=4/4 workers, 200 connections" in m)
+    handed = await _handoffs(port)
+    assert handed["passed"] == handed["received"] > 0, handed
 
     workers = _children(supervisor.process.pid)
     victim = next(pid for pid, index in workers.items() if index == 1)
@@ -259,6 +262,22 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     assert _all_gone(workers)
     hearing.cancel()
     notify.close()
+
+
+async def _handoffs(port: int) -> dict[str, int]:
+    """Connections the workers handed to one another, summed over the four
+    (each scrape of /metrics reaches whichever worker accepts it)."""
+    seen: dict[str, dict[str, int]] = {}
+    with trio.fail_after(30):
+        while len(seen) < 4:
+            status, text = await http(port, "GET", "/metrics")
+            assert status == 200
+            worker = re.search(r"^rtserver_worker ([0-9.]+)$", text, re.MULTILINE).group(1)
+            seen[worker] = {
+                direction: int(float(count))
+                for direction, count in re.findall(r'^rtserver_worker_handoffs_total\{direction="(\w+)"\} ([0-9.]+)$', text, re.MULTILINE)
+            }
+    return {direction: sum(counts[direction] for counts in seen.values()) for direction in ("passed", "received")}
 
 
 async def _wait_messages(messages: list[str], predicate, start: int = 0, timeout: float = 15) -> None:
