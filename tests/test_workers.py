@@ -7,19 +7,18 @@ import functools
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 import trio_websocket
-from conftest import CLIENTS, make_config
+from conftest import make_config
 from support.clients import API_KEY, http
+from support.crowd import Crowd
 from support.redis import free_port, needs_redis
 from support.service import Server, spawned, write_config  # noqa: F401 (spawned: a fixture)
 
@@ -160,33 +159,6 @@ def _read(path: Path) -> str:
         return ""
 
 
-class Clients:
-    """tests/clients/workers.js: its last state line."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.state: dict[str, Any] = {}
-        self.timed_out = False
-
-    async def pump(self) -> None:
-        buffer = b""
-        async for chunk in self.process.stdout:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.startswith(b"{"):
-                    entry = json.loads(line)
-                    self.timed_out |= entry["type"] == "timeout"
-                    self.state = entry
-
-    async def until(self, predicate, timeout: float = 60) -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            while not (self.state and predicate(self.state)):
-                assert not self.timed_out, self.state
-                await trio.sleep(0.05)
-        return self.state
-
-
 @needs_redis
 @pytest.mark.usefixtures("spawned")
 async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, nursery, redis):
@@ -216,13 +188,8 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     assert sorted(_children(supervisor.process.pid).values()) == [0, 1, 2, 3]
     assert "STATUS=4/4 workers, 0 connections" in next(m for m in messages if "READY=1" in m)
 
-    process = await trio.lowlevel.open_process(
-        [shutil.which("node"), str(CLIENTS / "workers.js"), json.dumps({"url": f"http://127.0.0.1:{port}", "count": 200})],
-        stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=CLIENTS,
-    )
-    Server.started.append(process)
-    clients = Clients(process)
-    nursery.start_soon(clients.pump)
+    clients = await Crowd.start(nursery, f"http://127.0.0.1:{port}", 200)
+    Server.started.append(clients.process)
     state = await clients.until(lambda s: s["connected"] == 200 and s["upgraded"] == 200)
     # Polling first, the kernel spreading each client's requests over the
     # workers: not one request was refused or dropped.
@@ -255,7 +222,7 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     await clients.until(lambda s: s["received"].get("2") == 200)
 
     # SIGTERM: every worker drains, the supervisor exits 0 and says STOPPING.
-    await process.stdin.aclose()
+    await clients.process.stdin.aclose()
     supervisor.signal(signal.SIGTERM)
     assert await supervisor.exited(30) == 0
     assert any("STOPPING=1" in m for m in messages)

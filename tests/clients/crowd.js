@@ -1,9 +1,13 @@
 // N stock clients with default transports (polling, then the upgrade), for
-// the `serve --workers` test.  argv[2]: JSON {url, count, timeoutMs?}.
+// the `serve --workers` and load balancer tests.  argv[2]: JSON {url, count,
+// timeoutMs?, localAddresses?}: client i connects from localAddresses[i % n]
+// (loopback addresses such as 127.0.1.1, so a proxy that hashes the client's
+// address spreads them).
 // Every 100 ms prints {type: "state", ...}: sockets connected now, upgraded
 // now, by worker (the prefix of their Engine.IO sid, "w<index>."), connects,
 // disconnects and their reasons, connect errors, and how many sockets got
 // each round of the "news" broadcast ({round}).
+const http = require("http");
 const { io } = require("socket.io-client");
 const { print, deadline } = require("./lib");
 
@@ -21,7 +25,10 @@ function worker(sid) {
 }
 
 for (let i = 0; i < opts.count; i++) {
-  const socket = io(opts.url, { forceNew: true, reconnectionDelay: 200, reconnectionDelayMax: 1000 });
+  const from = opts.localAddresses ? { localAddress: opts.localAddresses[i % opts.localAddresses.length] } : {};
+  // The polling requests go through the agent, the WebSocket takes localAddress.
+  const agent = opts.localAddresses ? { agent: new http.Agent(from), ...from } : {};
+  const socket = io(opts.url, { forceNew: true, reconnectionDelay: 200, reconnectionDelayMax: 1000, ...agent });
   const client = { socket, connected: false, upgraded: false, sid: null };
   clients.push(client);
   socket.io.on("open", () => {
