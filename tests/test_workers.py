@@ -262,3 +262,21 @@ def _all_gone(pids) -> bool:
             continue
         return False
     return True
+
+
+@needs_redis
+async def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_one_error(tmp_path, redis):
+    await redis.command("CONFIG", "SET", "requirepass", "right")
+    config = write_config(
+        tmp_path, auth={"enabled": False}, cluster={"redis_url": f"redis://:wrong@127.0.0.1:{redis.port}/0"}
+    )
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-m", "rtserver", "serve", "--config", str(config), "--workers", "3"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )
+    # The first worker alone met the problem; the others were never started.
+    assert done.returncode == 2
+    [line] = done.stderr.decode().strip().splitlines()
+    assert line.startswith(f"start-up error: Redis at redis://***@127.0.0.1:{redis.port}/0 refused this node"), line
+    assert done.stdout.decode().count("worker started") == 1
