@@ -187,6 +187,7 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     # READY once all four are up, and the supervisor alone speaks to systemd.
     assert sorted(_children(supervisor.process.pid).values()) == [0, 1, 2, 3]
     assert "STATUS=4/4 workers, 0 connections" in next(m for m in messages if "READY=1" in m)
+    await _wait_messages(messages, lambda m: m.startswith("WATCHDOG=1\nSTATUS=4/4 workers"))
 
     clients = await Crowd.start(nursery, f"http://127.0.0.1:{port}", 200)
     Server.started.append(clients.process)
@@ -280,3 +281,38 @@ async def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_one_erro
     [line] = done.stderr.decode().strip().splitlines()
     assert line.startswith(f"start-up error: Redis at redis://***@127.0.0.1:{redis.port}/0 refused this node"), line
     assert done.stdout.decode().count("worker started") == 1
+
+
+@needs_redis
+@pytest.mark.usefixtures("spawned")
+async def test_reload_a_hung_worker_and_a_killed_supervisor(tmp_path, nursery, redis):
+    """SIGHUP reaches every worker; a worker that stops answering its
+    watchdog is killed and started again; workers leave with their supervisor."""
+    port = free_port()
+    config = write_config(tmp_path, port, auth={"enabled": False}, cluster={"redis_url": redis.url})
+    output = tmp_path / "server.log"
+    with output.open("w") as log:
+        supervisor = await Server.start(
+            nursery, config, env={"WATCHDOG_USEC": "1500000"}, args=("--workers", "2"), stdout=log, stderr=log
+        )
+
+    async def logged(text: str, count: int = 1) -> None:
+        with trio.fail_after(30):
+            while output.read_text().count(text) < count:
+                await trio.sleep(0.05)
+
+    await logged("all workers ready")
+    supervisor.signal(signal.SIGHUP)
+    await logged("configuration reloaded", 2)
+    workers = _children(supervisor.process.pid)
+    hung = next(pid for pid, index in workers.items() if index == 0)
+    os.kill(hung, signal.SIGSTOP)
+    await logged("worker stopped answering its watchdog, killing it")
+    await logged("worker ready again")
+    now = _children(supervisor.process.pid)
+    assert sorted(now.values()) == [0, 1] and hung not in now
+    os.kill(supervisor.process.pid, signal.SIGKILL)
+    with trio.fail_after(20):
+        while not _all_gone(now):
+            await trio.sleep(0.1)
+    assert output.read_text().count("the supervisor is gone, shutting down") == 2
