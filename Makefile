@@ -10,7 +10,7 @@ PREFIX ?= /opt/rtserver
 SYSTEMD_DIR ?= /etc/systemd/system
 CONFIG_DIR ?= /etc/rtserver
 
-.PHONY: run test install test-deps check-config clean bench
+.PHONY: run test install test-deps check-config clean bench soak
 
 $(BIN)/rtserver: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ test: test-deps
 # bench/results/latest.md. BENCH_RUNS=N, BENCH_QUICK=1 for a smoke run.
 bench: $(BIN)/rtserver
 	$(PYTHON) bench/run.py
+
+# An hour of realistic traffic against one server (not in CI), sampled every
+# 10 s into bench/results/soak.{csv,png,md}. SOAK_SECONDS=N for a shorter run.
+soak: test-deps
+	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/pip install --quiet -r bench/requirements.txt
+	bench/.venv/bin/python bench/soak.py
 
 # As root: the package in $(PREFIX)/.venv, the units, and $(CONFIG_DIR)/config.toml
 # (kept if present). Then: systemctl daemon-reload && systemctl enable --now rtserver.socket

@@ -80,6 +80,14 @@ class EngineIOConfig:
     outbox_size: int = attrs.field(default=1024, validator=[v.ge(8), v.le(1_000_000)])
     #: Seconds one write to a client may take before the connection is dropped.
     write_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Serve Engine.IO v3 clients (socket.io-client 2.x), as the reference
+    #: server's ``allowEIO3``; off: ``EIO=3`` gets 400 "Unsupported protocol version".
+    allow_eio3: bool = False
+
+    #: Name of a cookie carrying the session id, set on the handshake's answer
+    #: for load balancers that keep a session on one node by cookie (the
+    #: reference server's ``cookie`` option); empty: no cookie.
+    cookie: str = attrs.field(default="", validator=v.matches_re(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]*"))
 
 
 @attrs.frozen

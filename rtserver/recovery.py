@@ -47,7 +47,16 @@ log = logging.getLogger("rtserver.recovery")
 
 #: Disconnect reasons after which a client may come back and recover.
 RECOVERABLE = frozenset(
-    {"transport close", "transport error", "ping timeout", "server shutting down", "forced close", "write timeout", "slow consumer"}
+    {
+        "transport close",
+        "transport error",
+        "ping timeout",
+        "server shutting down",
+        "forced close",
+        "forced server close",
+        "write timeout",
+        "slow consumer",
+    }
 )
 
 

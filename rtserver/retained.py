@@ -80,6 +80,19 @@ class Retained:
             return None
         return functools.partial(self._store.forget_room, room)
 
+    def trim_nowait(self, room: str, upto: int) -> Write | None:
+        """Drop ``room``'s backlog entries up to sequence number ``upto``
+        (those a reader has had), keeping any added since."""
+        backlog = self._backlogs.get(room)
+        if backlog is not None:
+            while backlog and backlog[0][0] <= upto:
+                backlog.popleft()
+            if not backlog:
+                del self._backlogs[room]
+        if self._store is None:
+            return None
+        return functools.partial(self._store.trim_backlog, room, upto)
+
     async def forget(self, room: str) -> None:
         await _run(self.forget_nowait(room))
 
@@ -88,6 +101,11 @@ class Retained:
 
     def backlog(self, room: str) -> list[tuple[str, Any]]:
         return [(event, payload) for _, event, payload in self._backlogs.get(room, ())]
+
+    def last_seq(self, room: str) -> int:
+        """The sequence number of ``room``'s newest backlog entry (0: none)."""
+        backlog = self._backlogs.get(room)
+        return backlog[-1][0] if backlog else 0
 
     def replay(self, socket: Socket, room: str) -> int:
         """Send ``room``'s latest values, then its backlog, to one socket."""

@@ -112,7 +112,11 @@ class Retention:
             socket.emit(event, *args)
 
     def connected(self, socket: Socket) -> None:
-        """Deliver what waited for this user, then empty their inbox."""
+        """Deliver what waited for this user; empty their inbox once the
+        client has it (:meth:`Socket.when_sent`).  A client that drops first
+        leaves the inbox as it was, to be delivered again at its next connect:
+        at least once, never lost to a connection that died with the notes in
+        its outbox."""
         identity = socket.identity
         if identity is None or socket.namespace_name != "/":
             return
@@ -122,7 +126,8 @@ class Retention:
             return
         for event, args in waiting:
             socket.emit(event, *args)
-        self._queue(self._retained.forget_nowait(room))
+        upto = self._retained.last_seq(room)
+        socket.when_sent(lambda: self._queue(self._retained.trim_nowait(room, upto)))
 
     def disconnected(self, socket: Socket, reason: str) -> None:
         """Nothing to do: a user's inbox fills only while they are away."""

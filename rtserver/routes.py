@@ -12,6 +12,7 @@ from .api.router import PREFIX, ApiRouter
 from .cluster.bus import RedisBus
 from .engineio.server import EngineServer
 from .http.messages import Request, Response, error_response, json_response
+from .http.server import PeerGone
 from .metrics import Stats
 
 _SMALL_BODY = 64 * 1024
@@ -47,10 +48,10 @@ class Router:
     def owner(self, request: Request) -> int | None:
         return self._engine.owner(request) if self._is_engine(request) else None
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request, peer_gone: PeerGone | None = None) -> Response:
         if self._is_engine(request):
             # Its own rules for every method (HEAD is not a poll: it would take frames).
-            return await self._engine.handle_http(request)
+            return await self._engine.handle_http(request, peer_gone)
         if request.method == "HEAD":
             # Answered as GET; the HTTP front sends the head only.
             request = attrs.evolve(request, method="GET")

@@ -169,11 +169,11 @@ async def _join_cluster(
         sio.bus = None
 
 
-def _gauges(engine: EngineServer, hub: Hub) -> dict[str, dict[str, int]]:
+def _gauges(engine: EngineServer, hub: Hub, guard: Guard) -> dict[str, dict[str, int]]:
     transports: dict[str, int] = {"polling": 0, "websocket": 0}
     for session in engine.sessions.values():
         transports[session.transport] += 1
-    return {"connections": transports, "sockets": hub.namespaces()}
+    return {"connections": transports, "sockets": hub.namespaces(), "counted": guard.counted()}
 
 
 async def serve(
@@ -222,7 +222,8 @@ async def serve(
             engine = EngineServer(
                 config.engineio, sio.open_client, nursery, guard, stats, None if worker is None else worker.index
             )
-            stats.bind_gauges(lambda: _gauges(engine, hub))
+            stats.bind_gauges(lambda: _gauges(engine, hub, guard))
+            nursery.start_soon(stats.watch_loop)
             if config.admin_ui.enabled:
                 admin_ui.install(config, sio, engine.sessions.values, stats, nursery)
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)

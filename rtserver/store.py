@@ -220,6 +220,12 @@ class Store:
 
     forget_room = _threaded(forget_room_sync)
 
+    def trim_backlog_sync(self, room: str, upto: int) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM backlog WHERE room = ? AND seq <= ?", (room, upto))
+
+    trim_backlog = _threaded(trim_backlog_sync)
+
     # ---------------------------------------------------------- recovery
     def recovery_state_sync(self, since: float) -> tuple[list[tuple[Any, ...]], list[bytes], int]:
         """History rows and session bodies newer than ``since``, and the last seq."""

@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
+from support.browser import CHROMIUM, Browser
+from support.process import kill_started
+from support.wire import Witness, make_app
 
 from rtserver import App, RunningServer, serve
 from rtserver import config as config_mod
+
+# The property tests share two cores with real servers, browsers and Node
+# clients: generation speed and per-example time are the machine's, not the
+# code's, so neither may fail a test.
+settings.register_profile("shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-machine")
 
 CLIENTS = Path(__file__).parent / "clients"
 NODE = shutil.which("node")
@@ -82,6 +92,39 @@ def node() -> Callable[..., Awaitable[NodeResult]]:
     return run_node
 
 
+# One driven chromium per test module (tests/support/browser.py).
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    assert CHROMIUM is not None, "chromium is required in CI (.ci/run installs it)"
+    browser = Browser.start()
+    yield browser
+    browser.stop()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> Iterator[Browser]:
+    """The module's browser; the test fails on any JavaScript error of its pages."""
+    chromium.take_errors()
+    yield chromium
+    chromium.close_pages()
+    errors = chromium.take_errors()
+    assert errors == [], f"JavaScript errors in the pages: {errors}"
+
+
+@pytest.fixture
+async def setup(start_server, nursery):
+    """``await setup(**config_sections)`` -> (server, disconnect reasons by sid, witness);
+    ``made=(app, reasons)`` serves another app than make_app's."""
+
+    async def start(made: tuple[App, dict[str, str]] | None = None, **sections):
+        app, reasons = made or make_app()
+        server = await start_server(app, **sections)
+        witness = await Witness.connect(nursery, server.port)
+        return server, reasons, witness
+
+    return start
+
+
 @pytest.fixture
 async def redis(tmp_path: Path) -> Any:
     """A redis-server of this test's own (see support.redis); stopped afterwards."""
@@ -94,3 +137,11 @@ async def redis(tmp_path: Path) -> Any:
     finally:
         with trio.CancelScope(shield=True):
             await server.stop()
+
+
+@pytest.fixture
+def spawned() -> Any:
+    """Kill every ``rtserver serve`` process (support.process) a test started,
+    even when it failed midway."""
+    yield
+    kill_started()

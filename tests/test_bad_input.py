@@ -17,9 +17,8 @@ import orjson
 import pytest
 import trio
 import trio_websocket
-from support.wire import EIO, WAIT, Polling, RawWS, Witness, http, request
+from support.wire import EIO, EIO3, WAIT, Polling, RawWS, http, request
 
-from rtserver import App
 
 
 # ---------------------------------------------------------------- helpers
@@ -29,22 +28,6 @@ def no_error_logs(caplog: pytest.LogCaptureFixture):
     yield
     bad = [r for r in caplog.records if r.name.startswith("rtserver") and (r.levelno >= logging.ERROR or r.exc_info)]
     assert not bad, [f"{r.levelname} {r.name} {r.getMessage()} {r.exc_text or ''}" for r in bad]
-
-
-def make_app() -> tuple[App, dict[str, str]]:
-    """An app that echoes and records each socket's disconnect reason by sid."""
-    app = App()
-    reasons: dict[str, str] = {}
-
-    @app.on("echo")
-    def echo(socket, *args):
-        return args
-
-    @app.on("disconnect")
-    def disconnect(socket, reason):
-        reasons[socket.sid] = reason
-
-    return app, reasons
 
 
 async def raw(port: int, data: bytes) -> bytes:
@@ -69,19 +52,6 @@ async def wait_for(predicate, timeout: float = WAIT) -> None:
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(0.01)
-
-
-@pytest.fixture
-async def setup(start_server, nursery):
-    """``await setup(**config_sections)`` -> (server, disconnect reasons by sid, witness)."""
-
-    async def start(**sections):
-        app, reasons = make_app()
-        server = await start_server(app, **sections)
-        witness = await Witness.connect(nursery, server.port)
-        return server, reasons, witness
-
-    return start
 
 
 # ------------------------------------------------ Engine.IO HTTP errors
@@ -153,15 +123,17 @@ async def test_websocket_frame_over_max_payload(setup, nursery):
 
 
 # ------------------------------------------------- malformed packets
+ALLOW_EIO3 = {"engineio": {"allow_eio3": True}}
 MALFORMED = {
     "engineio-unknown-type": "9",
     "engineio-empty": "",
-    "engineio-open-from-client": "0",
+    "engineio-ping-from-client": "2",  # v4 pings go from the server only
     "socketio-bad-json": '42["a"',
     "socketio-unknown-type": "49",
     "socketio-ack-id-too-long": '4212345678901234567["echo"]',
     "socketio-binary-bad-count": '45x-["echo",{"_placeholder":true,"num":0}]',
     "socketio-binary-no-count": '45["echo"]',
+    "socketio-binary-zero-attachments": '450-["echo"]',
     "socketio-too-many-attachments": '4599-["echo"]',
     "socketio-reserved-event": '42["connect"]',
     "socketio-event-not-a-list": '42{"a":1}',
@@ -170,11 +142,27 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("frame", MALFORMED.values(), ids=MALFORMED.keys())
-async def test_malformed_packet_over_websocket(setup, frame):
-    server, reasons, witness = await setup()
-    ws = await RawWS.open(server.port)
-    await ws.send_text(frame)
+#: Engine.IO v3 (socket.io-client 2.x, with engineio.allow_eio3): (opcode, payload).
+MALFORMED_V3_WEBSOCKET = {
+    "v3-binary-not-a-message": (2, b"\x02abc"),
+    "v3-binary-empty": (2, b""),
+    "v3-binary-without-type-byte": (2, b'2["echo"]'),
+    "v3-pong-from-a-v3-client": (1, b"3"),
+    "v3-base64-not-a-message": (1, b"b2AQID"),
+    "v3-bad-base64": (1, b"b4!!!!"),
+    "v3-socketio-bad-json": (1, b'42["a"'),
+}
+MALFORMED_WEBSOCKET = {
+    **{name: (EIO, 1, frame.encode()) for name, frame in MALFORMED.items()},
+    **{name: (EIO3, *frame) for name, frame in MALFORMED_V3_WEBSOCKET.items()},
+}
+
+
+@pytest.mark.parametrize(("eio", "opcode", "payload"), MALFORMED_WEBSOCKET.values(), ids=MALFORMED_WEBSOCKET.keys())
+async def test_malformed_packet_over_websocket(setup, eio, opcode, payload):
+    server, reasons, witness = await setup(**(ALLOW_EIO3 if eio == EIO3 else {}))
+    ws = await RawWS.open(server.port, eio=eio)
+    await ws.send_frame(opcode, payload)
     assert await ws.close_code() == 1002
     await wait_for(lambda: ws.socket_sid in reasons)
     assert reasons[ws.socket_sid] == "parse error"
@@ -241,6 +229,52 @@ async def test_binary_attachment_without_binary_event(setup):
     assert reasons[ws.socket_sid] == "parse error"
     await ws.aclose()
     await witness.check(server)
+
+
+# ------------------------------------- Engine.IO v3 (socket.io-client 2.x)
+MALFORMED_V3_POLLING = {
+    "no-length": b"4hello",
+    "length-not-digits": b"x:4hello",
+    "length-too-long": b"12345678901:4",
+    "record-past-the-end": b"9:4hello",
+    "splits-a-surrogate-pair": "2:4\U0001f600".encode(),
+    "unknown-type": b"1:9",
+    "pong-from-a-v3-client": b"1:3",
+    "base64-not-a-message": b"6:b2AQID",
+    "bad-base64": b"6:b4!!!!",
+    "binary-record-not-a-message": b"\x01\x02\xff\x02\x00",
+    "binary-length-not-digits": b"\x00\x0a\xff4",
+    "binary-record-past-the-end": b"\x00\x09\xff4",
+    "binary-text-not-utf8": b"\x00\x02\xff\xff\xfe",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_V3_POLLING.values(), ids=MALFORMED_V3_POLLING.keys())
+async def test_malformed_v3_payload(setup, body):
+    server, reasons, witness = await setup(**ALLOW_EIO3)
+    client = await Polling(server.port, EIO3).open()
+    status, answer = await client.post(body)
+    assert (status, orjson.loads(answer)) == (400, {"code": 3, "message": "Bad request"})
+    await wait_for(lambda: client.socket_sid in reasons)
+    assert reasons[client.socket_sid] == "parse error"
+    assert client.sid not in server.engine.sessions
+    await witness.check(server)
+
+
+async def test_v3_session_asked_for_as_v4_and_jsonp(setup):
+    server, reasons, witness = await setup(**ALLOW_EIO3)
+    client = await Polling(server.port, EIO3).open()
+    # A session's revision is fixed at its handshake.
+    status, body = await http(server.port, "GET", f"{EIO}&transport=polling&sid={client.sid}")
+    assert (status, orjson.loads(body)) == (400, {"code": 3, "message": "Bad request"})
+    # JSONP polling is not served (see the README's "Old clients").
+    status, body = await http(server.port, "GET", f"{EIO3}&transport=polling&j=0")
+    assert (status, orjson.loads(body)) == (400, {"code": 0, "message": "Transport unknown"})
+    # Neither ended the session.
+    assert await client.post(b'19:420["echo","still"]') == (200, b"ok")
+    assert await client.get() == (200, b'12:430["still"]')
+    await witness.check(server)
+    assert reasons == {}
 
 
 # ------------------------------------------------------ HTTP framing

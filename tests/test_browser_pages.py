@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,24 +28,6 @@ pytestmark = pytest.mark.skipif(
 
 USERS = 12
 DEVICES = 8
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    assert CHROMIUM is not None, "chromium is required in CI (.ci/run installs it)"
-    browser = Browser.start()
-    yield browser
-    browser.stop()
-
-
-@pytest.fixture
-def browser(chromium: Browser) -> Iterator[Browser]:
-    """The module's browser; the test fails on any JavaScript error of its pages."""
-    chromium.take_errors()
-    yield chromium
-    chromium.close_pages()
-    errors = chromium.take_errors()
-    assert errors == [], f"JavaScript errors in the pages: {errors}"
 
 
 def js(value: Any) -> str:

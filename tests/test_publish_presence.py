@@ -242,3 +242,28 @@ async def test_metrics_parse_and_move_with_traffic(start_server):
     assert after["rtserver_connections{transport=websocket}"] == 1
     assert after["rtserver_fanout_recipients_count"] >= 1
     assert after["rtserver_publish_seconds_count"] >= 1
+
+
+async def test_leak_gauges_return_to_baseline(start_server):
+    """The caps' counts and trio tasks come back to where they were once a
+    client leaves, in /api/v1/status and /metrics; the event loop's lag is measured."""
+    server = await start(start_server)
+
+    async def status() -> dict:
+        return (await http(server.port, "GET", "/api/v1/status"))[1]
+
+    before = await status()
+    assert before["counted"] == {"sessionsByAddress": 0, "socketsByUser": 0}
+    alice = await connected(server, "alice", "acme")
+    during = await status()
+    assert during["counted"] == {"sessionsByAddress": 1, "socketsByUser": 1}
+    assert during["tasks"] > before["tasks"]
+    metrics = _metrics((await http(server.port, "GET", "/metrics", key=None))[1])
+    assert metrics["rtserver_counted{kind=sessionsByAddress}"] == 1 and metrics["rtserver_counted{kind=socketsByUser}"] == 1
+    assert metrics["rtserver_tasks"] == during["tasks"]
+    await alice.disconnect()
+    with trio.fail_after(5):
+        while (now := await status())["counted"] != before["counted"] or now["tasks"] != before["tasks"]:
+            await trio.sleep(0.05)
+    lag = _metrics((await http(server.port, "GET", "/metrics", key=None))[1])
+    assert lag["rtserver_event_loop_lag_seconds_count"] > metrics["rtserver_event_loop_lag_seconds_count"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from support.clients import LiveClient, auth_section, http, token
 from support.nodes import events, run_scripted
+from support.wire import Polling
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -59,6 +60,37 @@ async def test_inbox_waits_for_an_offline_user(start_server):
     again = await LiveClient(server.port).connect({"token": token("bob", "acme")})
     assert await again.quiet("notice") == []
     await again.disconnect()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+async def test_an_inbox_read_is_emptied_whatever_the_transport(start_server, transports):
+    """Over long-polling the inbox is emptied when the client's next GET shows
+    it read the answer that carried it; over WebSocket once written."""
+    server = await start(start_server)
+    await http(server.port, "POST", "/api/v1/emit", {"user": "bob", "event": "notice", "data": "waiting"})
+    bob = await LiveClient(server.port).connect({"token": token("bob", "acme")}, transports=transports)
+    assert await bob.next("notice") == "waiting"
+    await bob.call("subscribe", "anything")  # a round trip after the notice: the client has it
+    await bob.disconnect()
+    again = await LiveClient(server.port).connect({"token": token("bob", "acme")}, transports=transports)
+    assert await again.quiet("notice") == []
+    await again.disconnect()
+
+
+async def test_an_inbox_is_kept_when_the_client_drops_before_reading_it(start_server):
+    """A polling client that connects (its notes go to its outbox) and closes
+    before any GET carries them out loses nothing: the next connect gets them."""
+    server = await start(start_server)
+    for n in range(2):
+        await http(server.port, "POST", "/api/v1/emit", {"user": "bob", "event": "notice", "data": n})
+    dropped = await Polling(server.port).open(connect=False)
+    auth = b'40{"token":"' + token("bob", "acme").encode() + b'"}'
+    assert await dropped.post(auth) == (200, b"ok")
+    assert await dropped.post(b"1") == (200, b"ok")  # gone without reading
+    bob = await LiveClient(server.port).connect({"token": token("bob", "acme")})
+    assert await bob.next("notice") == 0
+    assert await bob.next("notice") == 1
+    await bob.disconnect()
 
 
 async def test_latest_values_are_replayed_in_the_default_namespace_only(start_server, node):

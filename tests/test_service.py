@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -20,17 +21,49 @@ import trustme
 from conftest import CLIENTS
 from socketio import exceptions as socketio_exceptions
 from support.clients import API_KEY, LiveClient, http
-from support.service import Server, free_listener, spawned, wait_listening, write_config  # noqa: F401 (spawned: a fixture)
+from support.process import ServerProcess
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("spawned")]
+
+
+def write_config(tmp_path: Path, port: int = 0, **sections: dict[str, Any]) -> Path:
+    """A config file: ``sections`` as TOML tables (simple values and lists only)."""
+    tables = {"server": {"host": "127.0.0.1", "port": port, "data_dir": str(tmp_path / "data")}, **sections}
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def wait_listening(port: int, timeout: float = 15) -> None:
+    with trio.fail_after(timeout):
+        while True:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                await trio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
+
+
+def free_listener() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
 
 
 async def test_notify_protocol_and_watchdog(tmp_path, nursery):
     notify_path = str(tmp_path / "notify.sock")
     receiver = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     await receiver.bind(notify_path)
-    server = await Server.start(
-        nursery,
+    server = await ServerProcess.start(
         write_config(tmp_path, auth={"enabled": False}),
         env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "200000"},
     )
@@ -58,14 +91,14 @@ async def test_socket_activation_and_restart_without_refusals(tmp_path, nursery)
     listener = free_listener()
     port = listener.getsockname()[1]
     config = write_config(tmp_path, auth={"enabled": False})
-    first = await Server.start(nursery, config, fd=listener.fileno())
+    first = await ServerProcess.start(config, fd=listener.fileno())
     await wait_listening(port)
     process = await trio.lowlevel.open_process(
         [shutil.which("node"), str(CLIENTS / "reconnectors.js"), json.dumps({"url": f"http://127.0.0.1:{port}", "count": 200, "timeoutMs": 40000})],
         stdout=subprocess.PIPE,
         cwd=CLIENTS,
     )
-    Server.started.append(process)
+    ServerProcess.started.append(process)
     lines: list[dict[str, Any]] = []
 
     async def read() -> None:
@@ -82,7 +115,7 @@ async def test_socket_activation_and_restart_without_refusals(tmp_path, nursery)
     assert lines[-1]["type"] == "ready", lines
     first.signal(signal.SIGTERM)
     assert await first.exited() == 0
-    second = await Server.start(nursery, config, fd=listener.fileno())
+    second = await ServerProcess.start(config, fd=listener.fileno())
     with trio.fail_after(40):
         while not any(line["type"] in ("back", "timeout") for line in lines):
             await trio.sleep(0.05)
@@ -103,7 +136,7 @@ async def test_tls_with_a_trusted_certificate(tmp_path, nursery):
     listener = free_listener()
     port = listener.getsockname()[1]
     config = write_config(tmp_path, auth={"enabled": False}, tls={"cert_file": str(cert_path), "key_file": str(key_path)})
-    server = await Server.start(nursery, config, fd=listener.fileno())
+    server = await ServerProcess.start(config, fd=listener.fileno())
     await wait_listening(port)
     for transports in (["websocket"], ["polling", "websocket"]):
         options = {"url": f"https://127.0.0.1:{port}", "count": 1, "transports": transports, "ca": ca_path.read_text(), "timeoutMs": 8000}
@@ -140,7 +173,7 @@ async def test_kill_minus_nine_keeps_what_was_acknowledged(tmp_path, nursery):
         auth={"secret": "s" * 40, "api_keys": [API_KEY]},
         retention={"latest": ["layout_update"], "inbox": ["newNotification"]},
     )
-    server = await Server.start(nursery, config, fd=listener.fileno())
+    server = await ServerProcess.start(config, fd=listener.fileno())
     await wait_listening(port)
     status, body = await http(port, "POST", "/api/v1/admin/revoke", {"user": "mallory"})
     assert status == 200 and body["tokenVersion"] == 1
@@ -151,7 +184,7 @@ async def test_kill_minus_nine_keeps_what_was_acknowledged(tmp_path, nursery):
     assert (await http(port, "POST", "/api/v1/emit", notice)) == (200, {"delivered": 0})
     server.signal(signal.SIGKILL)
     await server.exited()
-    again = await Server.start(nursery, config, fd=listener.fileno())
+    again = await ServerProcess.start(config, fd=listener.fileno())
     await wait_listening(port)
     client = LiveClient(port)
     stale = jwt_token("mallory", version=0)

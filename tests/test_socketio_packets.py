@@ -112,10 +112,6 @@ def test_decode_binary_ack_with_namespace_and_id() -> None:
     assert feed_all(parts) == Packet(T.ACK, "/nsp", [b"one", b"zero"], 42)
 
 
-def test_binary_event_with_zero_attachments_becomes_event() -> None:
-    assert feed_all(['50-["ev",1]']) == Packet(T.EVENT, data=["ev", 1])
-
-
 def test_placeholder_in_plain_event_is_left_alone() -> None:
     data = ["ev", {"_placeholder": True, "num": 0}]
     assert feed_all(['2["ev",{"_placeholder":true,"num":0}]']) == Packet(T.EVENT, data=data)
@@ -192,6 +188,9 @@ MALFORMED_TEXT = [
     '51-["connect",{"_placeholder":true,"num":0}]',
     '61-[{"_placeholder":true,"num":0}]',
     '51-[]',
+    # A binary packet has at least one attachment (the reference parser's rule).
+    '50-["ev",1]',
+    '60-3[1]',
 ]
 
 
@@ -213,6 +212,7 @@ def test_malformed_text(text: str) -> None:
         ['51-["ev",{"_placeholder":true,"num":true}]', b"a"],
         ['51-["ev",{"_placeholder":true,"num":"0"}]', b"a"],
         ['51-["ev",{"_placeholder":true,"num":0.0}]', b"a"],
+        ['51-["ev",{"_placeholder":true}]', b"a"],  # a placeholder without its number
         ['50-["ev",{"_placeholder":true,"num":0}]'],
         ['511-["ev"]'],
     ],

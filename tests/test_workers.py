@@ -19,8 +19,9 @@ import trio_websocket
 from conftest import make_config
 from support.clients import API_KEY, http
 from support.crowd import Crowd
+from support.process import ServerProcess, children
 from support.redis import free_port, needs_redis
-from support.service import Server, spawned, write_config  # noqa: F401 (spawned: a fixture)
+from test_service import write_config
 
 from rtserver import App, serve
 from rtserver.engineio.server import sid_worker
@@ -139,9 +140,7 @@ async def test_a_session_of_a_worker_that_is_not_there_is_unknown(two_workers):
 def _children(pid: int) -> dict[int, int]:
     """The supervisor's workers: pid -> index (from each one's RTSERVER_WORKER)."""
     found = {}
-    # Listed under the thread that started each one (trio starts processes in threads).
-    children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in _read(task / "children").split()]
-    for child in children:
+    for child in children(pid):
         try:
             environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
         except FileNotFoundError:
@@ -150,13 +149,6 @@ def _children(pid: int) -> dict[int, int]:
             if entry.startswith(b"RTSERVER_WORKER="):
                 found[int(child)] = json.loads(entry.split(b"=", 1)[1])["index"]
     return found
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:  # a thread that ended
-        return ""
 
 
 @needs_redis
@@ -178,19 +170,19 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     config = write_config(
         tmp_path, port, auth={"enabled": False, "api_keys": [API_KEY]}, cluster={"redis_url": redis.url, "node_id": "box"}
     )
-    supervisor = await Server.start(
-        nursery, config, env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "2000000"}, args=("--workers", "4"),
+    supervisor = await ServerProcess.start(
+        config, env={"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "2000000"}, args=("--workers", "4")
     )
     with trio.fail_after(60):
         while not any("READY=1" in m for m in messages):
             await trio.sleep(0.05)
     # READY once all four are up, and the supervisor alone speaks to systemd.
-    assert sorted(_children(supervisor.process.pid).values()) == [0, 1, 2, 3]
+    assert sorted(_children(supervisor.pid).values()) == [0, 1, 2, 3]
     assert "STATUS=4/4 workers, 0 connections" in next(m for m in messages if "READY=1" in m)
     await _wait_messages(messages, lambda m: m.startswith("WATCHDOG=1\nSTATUS=4/4 workers"))
 
     clients = await Crowd.start(nursery, f"http://127.0.0.1:{port}", 200)
-    Server.started.append(clients.process)
+    ServerProcess.started.append(clients.process)
     state = await clients.until(lambda s: s["connected"] == 200 and s["upgraded"] == 200)
     # Polling first, the kernel spreading each client's requests over the
     # workers: not one request was refused or dropped.
@@ -203,7 +195,7 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     handed = await _handoffs(port)
     assert handed["passed"] == handed["received"] > 0, handed
 
-    workers = _children(supervisor.process.pid)
+    workers = _children(supervisor.pid)
     victim = next(pid for pid, index in workers.items() if index == 1)
     on_victim = state["byWorker"]["1"]
     os.kill(victim, signal.SIGKILL)
@@ -213,9 +205,9 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     assert state["disconnects"] == on_victim and state["reasons"] == {"transport close": on_victim}, state
     assert state["connects"] == 200 + on_victim
     with trio.fail_after(30):
-        while sorted(_children(supervisor.process.pid).values()) != [0, 1, 2, 3]:
+        while sorted(_children(supervisor.pid).values()) != [0, 1, 2, 3]:
             await trio.sleep(0.1)
-    assert victim not in _children(supervisor.process.pid)
+    assert victim not in _children(supervisor.pid)
     seen = len(messages)  # from here on, 4/4 means the new worker 1 is ready
     await _wait_messages(messages, lambda m: "STATUS=4/4 workers" in m, seen)
     status, _ = await http(port, "POST", "/api/v1/emit", {"event": "news", "data": {"round": 2}, "broadcast": True})
@@ -285,34 +277,33 @@ async def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_one_erro
 
 @needs_redis
 @pytest.mark.usefixtures("spawned")
-async def test_reload_a_hung_worker_and_a_killed_supervisor(tmp_path, nursery, redis):
+async def test_reload_a_hung_worker_and_a_killed_supervisor(tmp_path, redis):
     """SIGHUP reaches every worker; a worker that stops answering its
     watchdog is killed and started again; workers leave with their supervisor."""
     port = free_port()
     config = write_config(tmp_path, port, auth={"enabled": False}, cluster={"redis_url": redis.url})
-    output = tmp_path / "server.log"
-    with output.open("w") as log:
-        supervisor = await Server.start(
-            nursery, config, env={"WATCHDOG_USEC": "1500000"}, args=("--workers", "2"), stdout=log, stderr=log
-        )
+    supervisor = await ServerProcess.start(config, env={"WATCHDOG_USEC": "1500000"}, args=("--workers", "2"))
 
-    async def logged(text: str, count: int = 1) -> None:
+    def count(text: str) -> int:
+        return sum(text.encode() in line for line in supervisor.lines())
+
+    async def logged(text: str, times: int = 1) -> None:
         with trio.fail_after(30):
-            while output.read_text().count(text) < count:
+            while count(text) < times:
                 await trio.sleep(0.05)
 
     await logged("all workers ready")
     supervisor.signal(signal.SIGHUP)
     await logged("configuration reloaded", 2)
-    workers = _children(supervisor.process.pid)
+    workers = _children(supervisor.pid)
     hung = next(pid for pid, index in workers.items() if index == 0)
     os.kill(hung, signal.SIGSTOP)
     await logged("worker stopped answering its watchdog, killing it")
     await logged("worker ready again")
-    now = _children(supervisor.process.pid)
+    now = _children(supervisor.pid)
     assert sorted(now.values()) == [0, 1] and hung not in now
-    os.kill(supervisor.process.pid, signal.SIGKILL)
+    os.kill(supervisor.pid, signal.SIGKILL)
     with trio.fail_after(20):
         while not _all_gone(now):
             await trio.sleep(0.1)
-    assert output.read_text().count("the supervisor is gone, shutting down") == 2
+    assert count("the supervisor is gone, shutting down") == 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..auth.errors import Refusal
+from ..socketio.packets import RESERVED_EVENTS
 from ..socketio.socket import Socket
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 #: The UI's feature names for these operations (Socket.IO v4's set).
 FEATURES = ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT"]
-#: Event names a client reserves for itself: never emitted by the server.
-RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"})
 
 
 def _text(value: Any, what: str) -> str:

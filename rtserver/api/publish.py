@@ -16,6 +16,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from ..http.messages import Response
 from ..retention import StoreFailed
+from ..socketio.packets import check_event_name
 from ..socketio.server import SocketIOServer
 from .common import CONVERTER, ApiError, Call, ok, parse_body
 
@@ -56,9 +57,13 @@ class Target:
         raise ApiError(400, "invalid_body", "give a target: room, rooms, user, device or tenant (or broadcast: true)")
 
 
+def _emittable(_: Any, __: Any, event: str) -> None:
+    check_event_name(event)  # ValueError: a reserved name
+
+
 @attrs.frozen
 class EmitRequest(Target):
-    event: str = attrs.field(default="", validator=attrs.validators.min_len(1))
+    event: str = attrs.field(default="", validator=[attrs.validators.min_len(1), _emittable])
     data: Any = None
     #: Several event arguments instead of the single ``data``.
     args: tuple[Any, ...] | None = None

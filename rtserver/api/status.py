@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ..http.messages import Response
-from ..metrics import Stats
+from ..metrics import Stats, count_tasks
 from ..presence import Presence
 from ..socketio.server import SocketIOServer
 from ..version import __version__
@@ -41,6 +41,7 @@ class StatusRoutes:
             "rooms": rooms,
             "onlineUsers": len(self._presence.users.counts),
             "counted": self._sio.guard.counted(),
+            "tasks": count_tasks(),
         }
 
     async def status(self, call: Call) -> Response:

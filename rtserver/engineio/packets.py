@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import attrs
 from wsproto.frame_protocol import FrameProtocol
@@ -55,7 +55,7 @@ class Outgoing:
     on first use and shared: server frames are unmasked, so every recipient
     gets the same bytes."""
 
-    __slots__ = ("_plain", "_wire", "frames")
+    __slots__ = ("_plain", "_wire", "frames", "v3")
 
     def __init__(
         self,
@@ -68,6 +68,9 @@ class Outgoing:
         #: Builds this message as recipients that take less get it (a
         #: Socket.IO event without its recovery offset); the result replaces it.
         self._plain: Callable[[], tuple[Frame, ...]] | Outgoing | None = plain
+        #: These frames as Engine.IO v3 clients take them over WebSocket,
+        #: when that differs (binary frames; see packets_v3.websocket_item).
+        self.v3: Outgoing | None = None
 
     def plain(self) -> Outgoing:
         """This message for recipients that take the plain form: built on
@@ -105,24 +108,34 @@ def encode_frame(packet: Packet) -> Frame:
     return f"{packet.type.value}{packet.data}"
 
 
-def decode_payload(body: bytes) -> list[Packet]:
-    """Decode an HTTP long-polling POST body into its packets."""
+def decode_utf8(data: bytes, what: str = "payload") -> str:
+    """``data`` as text; :class:`EngineProtocolError` when it is not UTF-8."""
     try:
-        text = body.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EngineProtocolError("payload is not valid UTF-8") from exc
+        raise EngineProtocolError(f"{what} is not valid UTF-8") from exc
+
+
+def iter_payload(body: bytes) -> Iterator[Packet]:
+    """The packets of an HTTP long-polling POST body, one at a time: those
+    before a malformed one are handed out (and handled) before it raises,
+    as the reference handles them."""
+    text = decode_utf8(body)
     if not text:
         raise EngineProtocolError("empty payload")
-    packets = []
     for record in text.split(SEPARATOR):
         if record.startswith("b"):
             try:
-                packets.append(Packet(PacketType.MESSAGE, base64.b64decode(record[1:], validate=True)))
+                yield Packet(PacketType.MESSAGE, base64.b64decode(record[1:], validate=True))
             except ValueError as exc:  # binascii.Error, or non-ASCII text
                 raise EngineProtocolError("invalid base64 in binary packet") from exc
         else:
-            packets.append(decode_text(record))
-    return packets
+            yield decode_text(record)
+
+
+def decode_payload(body: bytes) -> list[Packet]:
+    """Decode a whole HTTP long-polling POST body into its packets."""
+    return list(iter_payload(body))
 
 
 def encode_payload(frames: list[Frame]) -> str:

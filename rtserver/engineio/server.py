@@ -15,13 +15,15 @@ from ..auth.errors import Refusal
 from ..config import EngineIOConfig
 from ..faults import supervise
 from ..http.messages import Request, Response, json_response
+from ..http.server import PeerGone
 from ..http.stream import ConnectionStream
 from ..metrics import Stats
-from . import packets, websocket
+from . import websocket
 from .clock import Clock
 from .errors import EngineError
 from .packets import EngineProtocolError, Outgoing
 from .session import Session, SessionHandler
+from .session_v3 import SessionV3
 
 log = logging.getLogger("rtserver.engineio")
 
@@ -47,6 +49,12 @@ def sid_worker(sid: str) -> int | None:
 
 def _error(error: EngineError, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     return json_response(error.status, {"code": int(error), "message": error.message}, headers)
+
+
+#: Every long-polling answer (open packet, poll, POST) is never to be cached,
+#: as the reference sends it.
+_NO_STORE = (("Cache-Control", "no-store"),)
+_TEXT = "text/plain; charset=UTF-8"
 
 
 class EngineServer:
@@ -115,12 +123,23 @@ class EngineServer:
         host = request.headers.get("host", "")
         return origin.split("://", 1)[-1] == host
 
+    def _protocol(self, request: Request) -> int | None:
+        """The Engine.IO revision a request speaks, None if not served."""
+        eio = request.query.get("EIO")
+        if eio == "4":
+            return 4
+        if eio == "3" and self.config.allow_eio3:
+            return 3
+        return None
+
     def _check(self, request: Request, transport_expected: str | None) -> EngineError | None:
         query = request.query
-        if query.get("EIO") != "4":
+        protocol = self._protocol(request)
+        if protocol is None:
             return EngineError.UNSUPPORTED_PROTOCOL_VERSION
         transport = query.get("transport")
-        if transport not in TRANSPORTS:
+        if transport not in TRANSPORTS or (transport == "polling" and "j" in query):
+            # ``j``: JSONP polling, which rtserver does not speak (see the README).
             return EngineError.UNKNOWN_TRANSPORT
         if not self._origin_allowed(request):
             return EngineError.FORBIDDEN
@@ -129,6 +148,8 @@ class EngineServer:
             session = self.sessions.get(sid)
             if session is None:
                 return EngineError.UNKNOWN_SID
+            if session.protocol != protocol:
+                return EngineError.BAD_REQUEST
             if transport_expected == "websocket":
                 # A session already upgraded (or upgrading) still gets its
                 # 101; the WebSocket is then closed, as the reference does.
@@ -143,9 +164,15 @@ class EngineServer:
                 return EngineError.BAD_REQUEST
         return None
 
+    def _cookie(self, sid: str) -> tuple[tuple[str, str], ...]:
+        """The session cookie's header for a handshake answer, when configured
+        (the reference's defaults: path /, HttpOnly, SameSite=Lax)."""
+        name = self.config.cookie
+        return (("Set-Cookie", f"{name}={sid}; Path=/; HttpOnly; SameSite=Lax"),) if name else ()
+
     def _new_session(self, request: Request, transport: str) -> tuple[Session, str]:
         sid = self._sid_prefix + secrets.token_urlsafe(15)
-        session = Session(self, sid, request, transport)
+        session = (Session if self._protocol(request) == 4 else SessionV3)(self, sid, request, transport)
         self.sessions[sid] = session
         self.stats.handshakes[transport] += 1
         # Only a polling session has something to upgrade to.
@@ -170,7 +197,9 @@ class EngineServer:
     def body_limit(self) -> int:
         return self.config.max_payload
 
-    async def handle_http(self, request: Request) -> Response:
+    async def handle_http(self, request: Request, peer_gone: PeerGone | None = None) -> Response:
+        """A long-polling request; a pending poll watches ``peer_gone`` and
+        ends its session when the client goes away (as the reference does)."""
         cors = self._cors_headers(request)
         if request.method == "OPTIONS":
             headers = cors
@@ -192,22 +221,33 @@ class EngineServer:
                 return refused
             session, open_packet = self._new_session(request, "polling")
             await self._nursery.start(session.run, self._open_handler(session))
-            return Response(200, open_packet.encode(), cors, "text/plain; charset=UTF-8")
+            body, content_type = session.encode_poll([open_packet])
+            return Response(200, body, cors + _NO_STORE + self._cookie(session.sid), content_type)
         session = self.sessions[sid]
         if request.method == "GET":
-            frames = await session.poll()
+            frames = await session.poll(peer_gone)
             if frames is None:
                 session.abort("overlapping polls")
                 return _error(EngineError.BAD_REQUEST, cors)
-            body = packets.encode_payload(frames).encode()
-            return Response(200, body, cors, "text/plain; charset=UTF-8")
+            body, content_type = session.encode_poll(frames)
+            return Response(200, body, cors + _NO_STORE, content_type)
+        if session.protocol == 4 and request.headers.get("content-type") == "application/octet-stream":
+            # Binary bodies are Engine.IO v3's; a v4 payload is text (the
+            # reference ends the session too).
+            session.abort("parse error")
+            return _error(EngineError.BAD_REQUEST, cors)
         try:
-            await session.receive_payload(request.body)
+            taken = await session.receive_payload(request.body)
         except EngineProtocolError as exc:
             log.info("protocol error: %s", exc, extra={"fields": {"sid": sid}})
             session.abort("parse error")
             return _error(EngineError.BAD_REQUEST, cors)
-        return Response(200, b"ok", cors, "text/html")
+        if not taken:
+            session.abort("overlapping posts")
+            return _error(EngineError.BAD_REQUEST, cors)
+        # text/html, not text/plain, as the reference answers (some user agents
+        # offered a text/plain answer as a download).
+        return Response(200, b"ok", cors + _NO_STORE, "text/html")
 
     # -------------------------------------------------------- websocket
     def websocket_handler(self, request: Request) -> Response | Callable[[ConnectionStream], Awaitable[None]]:
@@ -230,6 +270,7 @@ class EngineServer:
 
     async def _upgrade_websocket(self, request: Request, answer: bytes, stream: ConnectionStream) -> None:
         sid = request.query["sid"]
+        binary = "b64" not in request.query  # for a v3 client: its WebSocket's own say
         del request  # the session keeps its handshake request; this one is not kept
         try:
             ws = await websocket.WebSocket.accept(stream, answer, self.config.max_payload)
@@ -240,6 +281,8 @@ class EngineServer:
         if upgrading is None or not upgrading.upgradable:
             await ws.close(1000, "session already upgraded or upgrading")
         elif await self._upgrade(upgrading, ws):
+            if isinstance(upgrading, SessionV3):
+                upgrading.binary = binary
             await upgrading.finished.wait()
         else:
             await ws.close(1002, "upgrade failed")
@@ -248,6 +291,8 @@ class EngineServer:
         """A session opened directly over WebSocket: the 101 answer and the
         Engine.IO open packet leave in one write."""
         session, open_packet = self._new_session(request, "websocket")
+        for name, value in self._cookie(session.sid):
+            answer = websocket.with_header(answer, name, value)
         first_write = answer + Outgoing((open_packet,)).wire
         del answer, open_packet  # not kept for the connection's lifetime
         try:

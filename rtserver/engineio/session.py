@@ -31,6 +31,7 @@ import trio
 from ..config import EngineIOConfig
 from ..faults import report
 from ..http.messages import Request
+from ..http.server import PeerGone
 from ..http.stream import ConnectionStream
 from . import packets
 from .clock import Ticket
@@ -75,7 +76,16 @@ class SessionHandler(Protocol):
         ...
 
 
+#: The Content-Type of a polling answer in text.
+TEXT_PLAIN = "text/plain; charset=UTF-8"
+
+
 class Session:
+    """An Engine.IO v4 session (:class:`~.session_v3.SessionV3` for v3)."""
+
+    #: The Engine.IO protocol revision the client speaks.
+    protocol = 4
+
     __slots__ = (
         "_arrived",
         "_attached",
@@ -85,12 +95,17 @@ class Session:
         "_config",
         "_ended",
         "_finished",
+        "_marks",
         "_next_ping",
         "_nursery",
         "_outbox",
         "_over",
         "_polling",
         "_pong_due",
+        "_posting",
+        "_queued",
+        "_queued",
+        "_taken",
         "_ticket",
         "_upgrading",
         "_wire",
@@ -118,8 +133,8 @@ class Session:
         #: What waits to be written, oldest first; an item stays until it is
         #: written, so while any is here nothing goes straight through.
         self._outbox: deque[Outgoing] | None = None
-        #: Set when something is queued, while a poll waits for it.
-        self._arrived: trio.Event | None = None
+        #: Cancelled when something is queued, while a poll waits for it.
+        self._arrived: trio.CancelScope | None = None
         #: Set when a polling session upgrades (its main task then reads the WebSocket).
         self._attached: trio.Event | None = None
         #: The session's place on the server's clock (heartbeat).
@@ -134,6 +149,8 @@ class Session:
         self._pong_due: float | None = None
         self._closing = False
         self._polling = False
+        #: A POST's packets are being handled (a second one at once is refused).
+        self._posting = False
         #: A graceful close's CLOSE packet, kept for the poll after the last frames.
         self._close_held = False
         #: The client sent CLOSE (a poll still pending is answered with a noop).
@@ -145,6 +162,12 @@ class Session:
         self._writing = False
         self._ws_close_code = 1000
         self._nursery: trio.Nursery | None = None
+        #: Items ever queued and ever taken out of the outbox (by the writer
+        #: once written, or by a poll), and the callbacks of :meth:`when_sent`
+        #: waiting for a count of taken items.
+        self._queued = 0
+        self._taken = 0
+        self._marks: list[tuple[int, Callable[[], None]]] | None = None
 
     @property
     def finished(self) -> trio.Event:
@@ -198,10 +221,41 @@ class Session:
         elif len(outbox) >= self._config.outbox_size:
             return False
         outbox.append(item)
+        self._queued += 1
         if self._arrived is not None:
-            self._arrived.set()
+            self._arrived.cancel()
         self._start_writer()
         return True
+
+    def when_sent(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything sent so far has reached the
+        client: written to the WebSocket, or carried by a poll the client has
+        since answered with its next GET (or with its upgrade).  Never called
+        if the session ends first: a caller that deletes what it sent (an
+        inbox) keeps it then, and the client gets it again.  Lets an
+        acknowledged message outlive a client that drops before reading it.
+        """
+        if self._wire is not None and not self._outbox:
+            callback()  # all written already (straight to the socket)
+            return
+        if self._marks is None:
+            self._marks = []
+        self._marks.append((self._queued, callback))
+
+    def _confirm(self) -> None:
+        """Call the :meth:`when_sent` callbacks whose items are all out."""
+        marks = self._marks
+        if not marks or self._ended:
+            return
+        due = [callback for count, callback in marks if count <= self._taken]
+        if not due:
+            return
+        self._marks = [mark for mark in marks if mark[0] > self._taken] or None
+        for callback in due:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
+                report(self.server.stats.faults, "session", "sent callback", sid=self.sid)
 
     def start_soon(self, fn: Any, *args: Any) -> None:
         """Run a task in this session's nursery; it ends when the session does."""
@@ -234,7 +288,7 @@ class Session:
         self._ws_close_code = ws_code
         self._outbox = None
         if self._arrived is not None:
-            self._arrived.set()  # a waiting poll answers with CLOSE
+            self._arrived.cancel()  # a waiting poll answers with CLOSE
         self._end()
 
     def _fault(self, what: str) -> None:
@@ -255,6 +309,8 @@ class Session:
         self._end()
 
     # ------------------------------------------------------------ inbound
+    decode_text = staticmethod(packets.decode_text)
+
     async def receive_frame(self, frame: str | bytes) -> None:
         """Handle one frame from the client (either transport)."""
         stats = self.server.stats
@@ -263,7 +319,7 @@ class Session:
         if isinstance(frame, bytes):
             await self._to_handler(frame)
         else:
-            await self._receive_packet(packets.decode_text(frame))
+            await self._receive_packet(self.decode_text(frame))
 
     async def _to_handler(self, data: str | bytes) -> None:
         # Nothing more is read once the session is over, or ending: after a
@@ -284,25 +340,51 @@ class Session:
         elif packet.type is PacketType.CLOSE:
             self._client_closed = True
             self.abort("transport close")
-        elif packet.type in (PacketType.OPEN, PacketType.PING):
-            raise EngineProtocolError(f"unexpected {packet.type.name} packet from client")
-        # UPGRADE and NOOP outside the upgrade handshake carry nothing.
+        elif packet.type is PacketType.PING:
+            # Engine.IO v4 pings go from the server to the client only.
+            raise EngineProtocolError("PING from client (the server pings in Engine.IO v4)")
+        # OPEN, and UPGRADE and NOOP outside the upgrade handshake, carry
+        # nothing: ignored, as the reference ignores them.
 
-    async def receive_payload(self, body: bytes) -> None:
-        """A long-polling POST body: one or more packets."""
+    #: A POST body's packets (Engine.IO v3 sessions decode theirs otherwise).
+    iter_payload = staticmethod(packets.iter_payload)
+
+    async def receive_payload(self, body: bytes) -> bool:
+        """A long-polling POST body: one or more packets, handled in order up
+        to a malformed one (which raises).  False, with nothing handled, while
+        another POST of this session is still being handled."""
+        if self._posting:
+            return False
         stats = self.server.stats
         stats.bytes_in += len(body)
-        for packet in packets.decode_payload(body):
-            if self._ended:
-                break  # ended by an earlier packet of this payload
-            stats.messages_in += 1
-            await self._receive_packet(packet)
+        self._posting = True
+        try:
+            for packet in self.iter_payload(body):
+                if self._ended:
+                    break  # ended by an earlier packet of this payload
+                stats.messages_in += 1
+                await self._receive_packet(packet)
+        finally:
+            self._posting = False
+        return True
 
     # ------------------------------------------------------- long-polling
-    async def poll(self) -> list[Frame] | None:
-        """Wait for frames for a polling GET; None when a poll is already open."""
+    def encode_poll(self, frames: list[Frame]) -> tuple[bytes, str]:
+        """A polling answer's body and Content-Type for ``frames``."""
+        return packets.encode_payload(frames).encode(), TEXT_PLAIN
+
+    async def poll(self, peer_gone: PeerGone | None = None) -> list[Frame] | None:
+        """Wait for frames for a polling GET; None when a poll is already open.
+
+        While it waits, ``peer_gone`` (when given) watches the request's
+        connection: a client that closes it ends the session, as the
+        reference ends it ("poll connection closed prematurely"), rather
+        than the next frames being written to a connection nobody reads.
+        """
         if self._polling:
             return None
+        # A new GET: the client read the answers to its earlier ones.
+        self._confirm()
         if self._close_held:
             self._end()
             return [packets.CLOSE]
@@ -314,13 +396,12 @@ class Session:
                     # The client's own close: its pending GET gets a noop, as
                     # the reference answers it (the client is not listening).
                     return [packets.NOOP if self._client_closed else packets.CLOSE]
-                self._arrived = trio.Event()
-                try:
-                    await self._arrived.wait()
-                finally:
-                    self._arrived = None
+                if await self._wait_for_frames(peer_gone):
+                    log.info("poll connection closed by the client", extra={"fields": {"sid": self.sid}})
+                    self.abort("transport error")
             outbox = self._outbox
             frames = list(outbox.popleft().frames)
+            self._taken += 1
             size = sum(len(f) for f in frames)
             quiet = 0
             while size < self._config.max_payload and quiet < _POLL_QUIET_ROUNDS:
@@ -335,6 +416,7 @@ class Session:
                     continue
                 quiet = 0
                 item = outbox.popleft()
+                self._taken += 1
                 frames.extend(item.frames)
                 size += sum(len(f) for f in item.frames)
             self._drop_if_empty(outbox)
@@ -350,6 +432,19 @@ class Session:
             return frames
         finally:
             self._polling = False
+
+    async def _wait_for_frames(self, peer_gone: PeerGone | None) -> bool:
+        """Wait until something is queued (or the session ends); True when
+        the polling client went away first."""
+        with trio.CancelScope() as arrived:
+            self._arrived = arrived
+            try:
+                if peer_gone is not None and await peer_gone():
+                    return True
+                await trio.sleep_forever()
+            finally:
+                self._arrived = None
+        return False
 
     # ---------------------------------------------------------- websocket
     @property
@@ -395,6 +490,8 @@ class Session:
         self._ws = ws
         self._wire = ws.stream
         self._attached.set()
+        # The client upgrades once its last poll has returned.
+        self._confirm()
         self._start_writer()
 
     async def _ws_reader(self, ws: WebSocket) -> None:
@@ -438,6 +535,8 @@ class Session:
                     return
                 for _ in range(taken):
                     outbox.popleft()
+                self._taken += taken
+                self._confirm()
             self._drop_if_empty(outbox)
         finally:
             self._writing = False

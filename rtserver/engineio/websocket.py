@@ -60,6 +60,11 @@ def handshake(headers: Mapping[str, str]) -> bytes | None:
     ).encode("ascii")
 
 
+def with_header(answer: bytes, name: str, value: str) -> bytes:
+    """``answer`` (the 101 head from :func:`handshake`) with one more header."""
+    return answer[:-2] + f"{name}: {value}\r\n\r\n".encode("latin-1")
+
+
 class WebSocket:
     __slots__ = ("_conn", "_max", "_parts", "_pending", "_size", "stream")
 

@@ -93,12 +93,13 @@ from ..auth.identity import Identity
 from ..http.messages import Request, Response, json_response
 from ..presence import iso
 from ..retained import Retained
+from ..socketio.packets import RESERVED_EVENTS
 from ..socketio.socket import Socket
 from . import Context
 from .common import tenant_sids
 
-#: Socket.IO's own event names: a broadcast may not use them.
-RESERVED = ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener", "error")
+#: Socket.IO's own event names, and the error event: a broadcast may not use them.
+RESERVED = RESERVED_EVENTS | {"error"}
 _MAX_NAME = 256
 _MAX_TYPE = 64
 _MAX_DEVICES = 1000

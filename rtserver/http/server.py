@@ -29,8 +29,15 @@ log = logging.getLogger("rtserver.http")
 _READ_SIZE = 65536
 
 
+#: Waits until the client of the request being answered goes away (True) or
+#: sends more (False); see :meth:`ConnectionStream.peer_gone`.
+PeerGone = Callable[[], Awaitable[bool]]
+
+
 class Router(Protocol):
-    async def handle(self, request: Request) -> Response: ...
+    async def handle(self, request: Request, peer_gone: PeerGone | None = None) -> Response:
+        """The answer; a route that waits long (a poll) may watch ``peer_gone``."""
+        ...
 
     def websocket_handler(
         self, request: Request
@@ -228,16 +235,16 @@ class HttpServer:
                     await running
                 return
             if response is None:
-                response = await self._answer(request)
+                response = await self._answer(request, stream.peer_gone)
             await self._send(conn, stream, response, head)
             if conn.our_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
 
-    async def _answer(self, request: Request) -> Response:
+    async def _answer(self, request: Request, peer_gone: PeerGone) -> Response:
         """The route's answer; a route that fails answers 500 (and closes)."""
         try:
-            return await self._router.handle(request)
+            return await self._router.handle(request, peer_gone)
         except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
             report(self._faults, "request", "HTTP request", remote=request.remote, method=request.method, path=request.path)
             return error_response(

@@ -90,6 +90,29 @@ class ConnectionStream(trio.abc.Stream):
             data = _read(fd, size)
         return data
 
+    async def peer_gone(self) -> bool:
+        """Wait until the peer sends something or goes away, without reading
+        anything it sends: True once it is gone (end of stream, reset),
+        False when bytes arrived (kept for the next read).  A stream that
+        cannot be watched this way (TLS, bytes already pushed back) answers
+        False at once.  A long poll waits in here for its client's close."""
+        fd = self._fd
+        if fd is None or self._prefix:
+            return False
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            if self._fd is None:
+                return True  # closed meanwhile
+            try:
+                data = _read(fd, _READ_SIZE)
+            except trio.BrokenResourceError:
+                return True
+            if data == b"":
+                return True
+            if data is not None:
+                self.push_back(data)
+                return False
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._fd is None or self._send_lock.locked():
             async with self._send_lock:

@@ -50,7 +50,11 @@ class ConnectionRefused(Exception):
 
 
 class Client:
-    """Implements the engine's SessionHandler for Socket.IO."""
+    """Implements the engine's SessionHandler for Socket.IO (protocol v5;
+    :class:`~.client_v2.V2Client` for socket.io-client 2.x)."""
+
+    #: Whether this client's sockets take part in connection state recovery.
+    recovers = True
 
     def __init__(self, server: SocketIOServer, session: Session) -> None:
         self.server = server
@@ -85,11 +89,10 @@ class Client:
         if packet is None:
             return
         socket = self.sockets.get(packet.namespace)
-        if packet.type is PacketType.CONNECT:
+        if packet.type is PacketType.CONNECT and socket is None:
             await self._connect(packet)
-        elif socket is None:
-            # Reference behaviour: packets for a namespace not joined are ignored.
-            log.debug("packet for unconnected namespace %s", packet.namespace)
+        elif socket is None or packet.type is PacketType.CONNECT:
+            self._invalid_state(packet)
         elif packet.type is PacketType.EVENT:
             refusal = self.server.guard.check_event(socket, packet.data[0], self._bucket)
             if refusal is not None:
@@ -110,6 +113,18 @@ class Client:
         else:
             log.info("unexpected %s from client", packet.type.name, extra={"fields": {"sid": self.session.sid}})
             self.session.abort("parse error", ws_code=1002)
+
+    def _invalid_state(self, packet: Packet) -> None:
+        """A CONNECT for a namespace already joined, or any other packet for
+        one not joined: the connection ends, as the reference server ends it
+        (the protocol: a client that does not CONNECT first is closed)."""
+        log.info(
+            "invalid state: %s for namespace %s",
+            packet.type.name,
+            packet.namespace,
+            extra={"fields": {"sid": self.session.sid}},
+        )
+        self.session.close("forced server close")
 
     def _too_deep(self, packet: Packet, message: str) -> None:
         """Refuse a packet nested too deeply (the session goes on)."""
@@ -146,21 +161,36 @@ class Client:
             self._connect_deadline.cancel()
             self._connect_deadline = None
 
+    def _target(self, packet: Packet) -> tuple[str, Any]:
+        """The namespace a CONNECT asks for, and its auth payload."""
+        return packet.namespace, packet.data if packet.data is not None else {}
+
+    def _new_socket(self, namespace: str, auth: Any) -> Socket:
+        return Socket(self, namespace, auth)
+
+    def _connected(self, socket: Socket) -> Packet:
+        """The CONNECT answer: the socket's id, and its pid for recovery."""
+        answer = {"sid": socket.sid} if socket.pid is None else {"sid": socket.sid, "pid": socket.pid}
+        return Packet(PacketType.CONNECT, socket.namespace_name, answer)
+
+    def _connect_error(self, namespace: str, payload: dict[str, Any]) -> Packet:
+        """A refusal's CONNECT_ERROR (``payload``: ``{message, data?}``)."""
+        return Packet(PacketType.CONNECT_ERROR, namespace, payload)
+
     async def _connect(self, packet: Packet) -> None:
-        namespace = packet.namespace
+        namespace, auth = self._target(packet)
         if not self.server.namespace_allowed(namespace):
             self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, {"message": "Invalid namespace"}))
             return
         if namespace in self.sockets:
-            log.debug("duplicate CONNECT for %s ignored", namespace)
+            self._invalid_state(packet)  # a namespace with a query (2.x) already joined
             return
-        auth = packet.data if packet.data is not None else {}
         recovery = self.server.recovery
         pid = offset = None
-        if recovery.enabled and "pid" in auth:
+        if recovery.enabled and self.recovers and "pid" in auth:
             auth = dict(auth)
             pid, offset = auth.pop("pid"), auth.pop("offset", None)
-        socket = Socket(self, namespace, auth)
+        socket = self._new_socket(namespace, auth)
         guard = self.server.guard
         try:
             identity = await guard.authenticate(socket)
@@ -172,9 +202,10 @@ class Client:
             self._refuse_connect(namespace, "internal_error", {"message": "Internal server error"})
             return
         missed: list[tuple[Any, ...]] = []
-        if recovery.enabled and isinstance(auth, dict) and auth.get(NO_OFFSETS_FIELD) is False:
+        if recovery.enabled and (not self.recovers or (isinstance(auth, dict) and auth.get(NO_OFFSETS_FIELD) is False)):
             # A client whose handlers take a fixed number of arguments
-            # (python-socketio): plain events, and nothing to recover.
+            # (python-socketio), or one without recovery (2.x): plain events,
+            # and nothing to recover.
             socket.offsets = False
         elif recovery.enabled:
             restored = None
@@ -201,18 +232,19 @@ class Client:
         except Exception:  # noqa: BLE001 -- a fault boundary: contained and reported
             report(self.server.hub.stats.faults, "event", "connect handler", sid=self.session.sid)
             refused = "internal_error", {"message": "Internal server error"}
+        except BaseException:
+            # Cancelled: the session ended while its connect handlers ran.
+            self._unregister(socket)
+            raise
         if refused is not None or self.session.close_reason is not None:
-            guard.detach(socket)
-            self.server.hub.remove(socket)
-            socket.release_held(send=False)
+            self._unregister(socket)
             if refused is not None:
                 self._refuse_connect(namespace, *refused)
             return
         socket.connected = True
         self._cancel_connect_deadline()
         self.sockets[namespace] = socket
-        answer = {"sid": socket.sid} if socket.pid is None else {"sid": socket.sid, "pid": socket.pid}
-        self.send_packet(Packet(PacketType.CONNECT, namespace, answer))
+        self.send_packet(self._connected(socket))
         if socket.pid is not None:
             self.server.by_pid[socket.pid] = socket
         for frames in missed:
@@ -220,6 +252,12 @@ class Client:
         socket.release_held(send=True)
         for listener in self.server.listeners:
             listener.connected(socket)
+
+    def _unregister(self, socket: Socket) -> None:
+        """Undo a connect that did not complete (what waited for it is dropped)."""
+        self.server.guard.detach(socket)
+        self.server.hub.remove(socket)
+        socket.release_held(send=False)
 
     def _take_over(self, pid: Any) -> None:
         """A reconnect presenting the pid of a socket the server still holds
@@ -237,7 +275,7 @@ class Client:
             "connection refused",
             extra={"fields": {"sid": self.session.sid, "namespace": namespace, "code": code}},
         )
-        self.send_packet(Packet(PacketType.CONNECT_ERROR, namespace, payload))
+        self.send_packet(self._connect_error(namespace, payload))
 
     async def _dispatch(self, socket: Socket, packet: Packet) -> None:
         """Call an event's handler in the reader, in arrival order.

@@ -41,10 +41,18 @@ class PayloadTooDeep(SocketProtocolError):
         self.packet = packet
 
 
-#: Event names a client may not emit: the client library reserves them.
+#: Event names that are never sent in an EVENT packet, either way: the
+#: client library (and the reference server) give them their own meaning.
 RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )
+
+
+def check_event_name(event: str) -> None:
+    """Raise ValueError for an event the server may not emit (the reference
+    server throws for these): a client would take it for its own."""
+    if event in RESERVED_EVENTS:
+        raise ValueError(f"{event!r} is a reserved event name")
 
 _MAX_ACK_ID = 2**53 - 1
 
@@ -132,7 +140,8 @@ def decode_text(text: str, max_depth: int = MAX_DEPTH) -> tuple[Packet, int]:
     if ptype in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
         dash = text.find("-", 1)
         count = text[1:dash] if dash > 0 else ""
-        if not count.isdigit() or not count.isascii() or len(count) > 16:
+        if not count.isdigit() or not count.isascii() or len(count) > 16 or int(count) < 1:
+            # A binary packet has at least one attachment (as the reference parser requires).
             raise SocketProtocolError("invalid attachment count")
         attachments = int(count)
         i = dash + 1
@@ -182,8 +191,8 @@ def decode_text(text: str, max_depth: int = MAX_DEPTH) -> tuple[Packet, int]:
 
 def _reconstruct(value: Any, buffers: list[bytes]) -> Any:
     if isinstance(value, dict):
-        if value.get("_placeholder") is True and "num" in value:
-            num = value["num"]
+        if value.get("_placeholder") is True:
+            num = value.get("num")
             if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num < len(buffers):
                 raise SocketProtocolError("invalid attachment placeholder")
             return buffers[num]
@@ -238,10 +247,6 @@ class Decoder:
         if packet.type in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
             if attachments > self._max_attachments:
                 raise SocketProtocolError("too many attachments")
-            if attachments == 0:
-                packet.type = PacketType(packet.type - 3)
-                packet.data = _reconstruct(packet.data, [])
-                return packet
             self._pending, self._expected = packet, attachments
             return None
         return packet

@@ -21,6 +21,8 @@ from ..hub import Hub
 from ..recovery import Recovery
 from ..retention import Retention
 from .client import Client
+from .client_v2 import V2Client
+from .packets import check_event_name
 from .socket import Socket, event_frames
 
 log = logging.getLogger("rtserver.socketio")
@@ -123,7 +125,7 @@ class SocketIOServer:
         self.bus: RedisBus | None = None
 
     def open_client(self, session: Session) -> Client:
-        return Client(self, session)
+        return Client(self, session) if session.protocol == 4 else V2Client(self, session)
 
     def namespace_allowed(self, namespace: str) -> bool:
         return (
@@ -151,6 +153,7 @@ class SocketIOServer:
     ) -> int:
         """Send to this node's matching sockets, and (clustered) to every
         other node's; returns how many sockets on this node took it."""
+        check_event_name(event)
         rooms, exclude = room_names(to), room_names(skip) or ()
         if self.retention is not None:
             self.retention.emitted(namespace, event, args, rooms)

@@ -14,7 +14,7 @@ from ..auth.identity import Identity
 from ..engineio.clock import Ticket
 from ..engineio.packets import Frame, Outgoing
 from ..http.messages import Request
-from .packets import Packet, PacketType, encode
+from .packets import Packet, PacketType, check_event_name, encode
 
 if TYPE_CHECKING:
     from .client import Client
@@ -102,8 +102,15 @@ class Socket:
                 self.client.session.send(frames, volatile)
 
     # ------------------------------------------------------------ app side
+    def when_sent(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once what was sent so far has reached the client
+        (see :meth:`Session.when_sent`); never if the connection ends first."""
+        self.client.session.when_sent(callback)
+
     def emit(self, event: str, *args: Any, volatile: bool = False) -> bool:
-        """Send an event to this socket; never blocks."""
+        """Send an event to this socket; never blocks.  Raises ValueError
+        for a reserved name (``connect``, ``disconnect``, ...)."""
+        check_event_name(event)
         if not self.connected and self._held is None:
             return False
         server = self.client.server
@@ -123,6 +130,7 @@ class Socket:
 
         Returns the single ack argument, or a tuple when there are several.
         """
+        check_event_name(event)
         ack_id = next(self._ack_ids)
         send, receive = trio.open_memory_channel[list[Any]](1)
         self._acks[ack_id] = lambda values: send.close() if values is None else send.send_nowait(values)

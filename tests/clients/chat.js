@@ -21,12 +21,10 @@
 
 const util = require("util");
 const { io } = require("socket.io-client");
-const { print, toJson, fromJson, deadline, waiter } = require("./lib");
+const { print, toJson, deadline, waiter, eventRecorder, stepRunner } = require("./lib");
 
 const config = JSON.parse(process.argv[2]);
 const steps = config.steps || [];
-let stepIndex = -1;
-deadline(config.timeoutMs || 20000, () => ({ step: stepIndex, detail: steps[stepIndex] }));
 
 // The document logs with console.log / console.error: keep what it prints.
 console.log = (...args) => print({ type: "log", text: util.format(...args) });
@@ -60,11 +58,13 @@ if (config.placement === "header") {
 const counts = { connect: 0, disconnect: 0 };
 const eventCounts = {};
 const { changed, until } = waiter();
+const runner = stepRunner(socket, steps, { counts, eventCounts, until });
+deadline(config.timeoutMs || 20000, runner.current);
 
 socket.on("connect", () => {
   counts.connect += 1;
   print({ type: "connect", id: socket.id });
-  if (counts.connect === 1) run();
+  if (counts.connect === 1) runner.run();
   changed();
 });
 socket.on("connect_error", (err) => {
@@ -79,11 +79,8 @@ socket.on("disconnect", (reason) => {
   print({ type: "disconnect", reason, active: socket.active });
   changed();
 });
-socket.onAny((event, ...args) => {
-  print({ type: "event", event, args: toJson(args) });
-  eventCounts[event] = (eventCounts[event] || 0) + 1;
-  changed();
-});
+const record = eventRecorder({}, eventCounts, changed);
+socket.onAny((event, ...args) => record(event, args, null));
 
 // ---- The document's examples ----------------------------------------------
 if (config.example === "node") {
@@ -136,41 +133,4 @@ if (config.example === "node") {
   socket.on('exception', (error) => {
     console.error('WebSocket error:', error);
   });
-}
-
-// ---- Test steps -------------------------------------------------------------
-async function step(s) {
-  if (s.emit) {
-    const [event, ...raw] = s.emit;
-    const args = fromJson(raw);
-    if (!s.ack) {
-      socket.emit(event, ...args);
-      return;
-    }
-    await new Promise((resolve) => {
-      socket.emit(event, ...args, (...reply) => {
-        print({ type: "ack", event, args: toJson(reply) });
-        resolve();
-      });
-    });
-  } else if (s.wait) {
-    await until(() => (eventCounts[s.wait] || 0) >= (s.count || 1));
-  } else if (s.waitConnect) {
-    await until(() => counts.connect >= s.waitConnect);
-  } else if (s.waitDisconnect) {
-    await until(() => counts.disconnect >= s.waitDisconnect);
-  } else if (s.sleep) {
-    await new Promise((resolve) => setTimeout(resolve, s.sleep));
-  } else {
-    throw new Error("unknown step " + JSON.stringify(s));
-  }
-}
-
-async function run() {
-  for (stepIndex = 0; stepIndex < steps.length; stepIndex++) {
-    await step(steps[stepIndex]);
-  }
-  socket.close();
-  print({ type: "done" });
-  setTimeout(() => process.exit(0), 100);
 }

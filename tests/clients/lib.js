@@ -89,4 +89,81 @@ function interactive(evaluate, onEnd) {
   process.stdin.on("end", onEnd);
 }
 
-module.exports = { print, toJson, fromJson, deadline, waiter, interactive };
+// A server event as the scripts report it: printed, counted, and (for a call
+// the server awaits) answered as `answers` says: {event: [args...]}, or
+// "$echo" for the call's own arguments; an event not listed is never acked.
+function eventRecorder(answers, eventCounts, changed) {
+  return (event, args, ack) => {
+    print({ type: "event", event, args: toJson(args), acked: ack !== null && event in answers });
+    eventCounts[event] = (eventCounts[event] || 0) + 1;
+    if (ack && event in answers) {
+      const reply = answers[event] === "$echo" ? args : fromJson(answers[event]);
+      ack(...reply);
+    }
+    changed();
+  };
+}
+
+// The step language of scripted.js (documented there), for a socket of
+// either client generation: `state` is {counts, eventCounts, until} as the
+// script keeps them.  run() takes the steps in order, then closes the socket
+// and exits 0; current() says where it is (for deadline()).
+function stepRunner(socket, steps, { counts, eventCounts, until }) {
+  let index = -1;
+
+  function emitWithAck(event, args, timeoutMs) {
+    return new Promise((resolve) => {
+      if (!timeoutMs) {
+        socket.emit(event, ...args, (...reply) => {
+          print({ type: "ack", event, args: toJson(reply) });
+          resolve();
+        });
+        return;
+      }
+      socket.timeout(timeoutMs).emit(event, ...args, (err, ...reply) => {
+        if (err) print({ type: "ack_error", event, message: err.message });
+        else print({ type: "ack", event, args: toJson(reply) });
+        resolve();
+      });
+    });
+  }
+
+  async function step(s) {
+    if (s.emit) {
+      const [event, ...raw] = s.emit;
+      const args = fromJson(raw);
+      if (s.ack) await emitWithAck(event, args, s.timeoutMs);
+      else socket.emit(event, ...args);
+    } else if (s.wait) {
+      await until(() => (eventCounts[s.wait] || 0) >= (s.count || 1));
+    } else if (s.waitConnect) {
+      await until(() => counts.connect >= s.waitConnect);
+    } else if (s.waitDisconnect) {
+      await until(() => counts.disconnect >= s.waitDisconnect);
+    } else if (s.waitPong) {
+      await until(() => (counts.pong || 0) >= s.waitPong);
+    } else if (s.waitTransport) {
+      await until(() => socket.io.engine && socket.io.engine.transport.name === s.waitTransport);
+    } else if (s.sleep) {
+      await new Promise((resolve) => setTimeout(resolve, s.sleep));
+    } else if (s.report === "transport") {
+      print({ type: "transport", name: socket.io.engine.transport.name });
+    } else {
+      throw new Error("unknown step " + JSON.stringify(s));
+    }
+  }
+
+  async function run() {
+    for (index = 0; index < steps.length; index++) {
+      await step(steps[index]);
+    }
+    socket.close();
+    print({ type: "done" });
+    // Let the close reach the server before exiting.
+    setTimeout(() => process.exit(0), 100);
+  }
+
+  return { run, current: () => ({ step: index, detail: steps[index] }) };
+}
+
+module.exports = { print, toJson, fromJson, deadline, waiter, interactive, eventRecorder, stepRunner };

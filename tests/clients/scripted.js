@@ -27,20 +27,19 @@
 // upgrade {transport}, reconnect_attempt {attempt}, done, timeout.
 
 const { io } = require("socket.io-client");
-const { print, toJson, fromJson, deadline, waiter } = require("./lib");
+const { print, toJson, deadline, waiter, eventRecorder, stepRunner } = require("./lib");
 
 const url = process.argv[2];
 const config = JSON.parse(process.argv[3] || "{}");
 const steps = config.steps || [];
 const answers = config.answers || {};
 
-let stepIndex = -1;
-deadline(config.timeoutMs || 15000, () => ({ step: stepIndex, detail: steps[stepIndex] }));
-
 const socket = io(url, config.options || {});
 const counts = { connect: 0, disconnect: 0 };
 const eventCounts = {};
 const { changed, until } = waiter();
+const runner = stepRunner(socket, steps, { counts, eventCounts, until });
+deadline(config.timeoutMs || 15000, runner.current);
 
 function hookEngine() {
   const engine = socket.io.engine;
@@ -68,7 +67,7 @@ socket.io.on("reconnect_attempt", (attempt) => print({ type: "reconnect_attempt"
 socket.on("connect", () => {
   counts.connect += 1;
   print({ type: "connect", id: socket.id, transport: socket.io.engine.transport.name });
-  if (counts.connect === 1) run();
+  if (counts.connect === 1) runner.run();
   changed();
 });
 
@@ -87,63 +86,9 @@ socket.on("disconnect", (reason) => {
   changed();
 });
 
+const record = eventRecorder(answers, eventCounts, changed);
 socket.onAny((event, ...args) => {
   const last = args[args.length - 1];
   const ack = typeof last === "function" ? args.pop() : null;
-  print({ type: "event", event, args: toJson(args), acked: ack !== null && event in answers });
-  eventCounts[event] = (eventCounts[event] || 0) + 1;
-  if (ack && event in answers) {
-    const reply = answers[event] === "$echo" ? args : fromJson(answers[event]);
-    ack(...reply);
-  }
-  changed();
+  record(event, args, ack);
 });
-
-async function step(s) {
-  if (s.emit) {
-    const [event, ...raw] = s.emit;
-    const args = fromJson(raw);
-    if (!s.ack) {
-      socket.emit(event, ...args);
-      return;
-    }
-    await new Promise((resolve) => {
-      if (s.timeoutMs) {
-        socket.timeout(s.timeoutMs).emit(event, ...args, (err, ...reply) => {
-          if (err) print({ type: "ack_error", event, message: err.message });
-          else print({ type: "ack", event, args: toJson(reply) });
-          resolve();
-        });
-      } else {
-        socket.emit(event, ...args, (...reply) => {
-          print({ type: "ack", event, args: toJson(reply) });
-          resolve();
-        });
-      }
-    });
-  } else if (s.wait) {
-    await until(() => (eventCounts[s.wait] || 0) >= (s.count || 1));
-  } else if (s.waitConnect) {
-    await until(() => counts.connect >= s.waitConnect);
-  } else if (s.waitDisconnect) {
-    await until(() => counts.disconnect >= s.waitDisconnect);
-  } else if (s.waitTransport) {
-    await until(() => socket.io.engine && socket.io.engine.transport.name === s.waitTransport);
-  } else if (s.sleep) {
-    await new Promise((resolve) => setTimeout(resolve, s.sleep));
-  } else if (s.report === "transport") {
-    print({ type: "transport", name: socket.io.engine.transport.name });
-  } else {
-    throw new Error("unknown step " + JSON.stringify(s));
-  }
-}
-
-async function run() {
-  for (stepIndex = 0; stepIndex < steps.length; stepIndex++) {
-    await step(steps[stepIndex]);
-  }
-  socket.close();
-  print({ type: "done" });
-  // Let the close reach the server before exiting.
-  setTimeout(() => process.exit(0), 100);
-}

@@ -83,6 +83,9 @@ def in_background(nursery: trio.Nursery, node: Node, *args: Any, **kwargs: Any) 
     return Background(nursery, partial(node, *args, **kwargs))
 
 
-async def run_scripted(node: Node, server: RunningServer, namespace: str = "/", **config: Any) -> NodeResult:
-    """scripted.js with ``config`` against ``server``'s ``namespace``; its result, checked by :func:`ok`."""
-    return ok(await node("scripted.js", url(server, namespace), scripted(**config)))
+async def run_scripted(
+    node: Node, server: RunningServer, namespace: str = "/", script: str = "scripted.js", **config: Any
+) -> NodeResult:
+    """scripted.js (or ``script``: v2.js, the same for socket.io-client 2.x) with
+    ``config`` against ``server``'s ``namespace``; its result, checked by :func:`ok`."""
+    return ok(await node(script, url(server, namespace), scripted(**config)))

@@ -17,7 +17,11 @@ import orjson
 import trio
 import trio_websocket
 
+from rtserver import App
+
 EIO = "/socket.io/?EIO=4"
+#: An Engine.IO v3 client's (socket.io-client 2.x): served with engineio.allow_eio3.
+EIO3 = "/socket.io/?EIO=3"
 WAIT = 5.0
 
 Headers = Sequence[tuple[str, str]]
@@ -83,17 +87,25 @@ async def http(
 class Polling:
     """A Socket.IO client over long-polling, driven by hand."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, eio: str = EIO) -> None:
         self.port = port
+        self.eio = eio
         self.sid = ""
         self.socket_sid = ""
 
     @property
     def target(self) -> str:
-        return f"{EIO}&transport=polling&sid={self.sid}"
+        return f"{self.eio}&transport=polling&sid={self.sid}"
 
     async def open(self, connect: bool = True) -> Polling:
-        status, body = await http(self.port, "GET", f"{EIO}&transport=polling")
+        status, body = await http(self.port, "GET", f"{self.eio}&transport=polling")
+        if self.eio == EIO3:
+            # A v3 payload of one record, and "/" connected on open (as 2.x expects).
+            length, _, body = body.partition(b":")
+            assert status == 200 and int(length) == len(body.decode()) and body.startswith(b"0{"), body
+            self.sid = self.socket_sid = orjson.loads(body[1:])["sid"]
+            assert await self.get() == (200, b"2:40")
+            return self
         assert status == 200 and body.startswith(b"0"), body
         self.sid = orjson.loads(body[1:])["sid"]
         if connect:
@@ -121,13 +133,13 @@ class RawWS:
         self.sid = ""
 
     @classmethod
-    async def open(cls, port: int, connect: bool = True) -> RawWS:
+    async def open(cls, port: int, connect: bool = True, eio: str = EIO) -> RawWS:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         ws = cls(stream)
         key = base64.b64encode(os.urandom(16)).decode()
         await stream.send_all(
             (
-                f"GET {EIO}&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"GET {eio}&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                 f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
@@ -138,7 +150,11 @@ class RawWS:
         opcode, payload = await ws.recv()
         assert opcode == 1 and payload.startswith(b"0{"), payload
         ws.sid = orjson.loads(payload[1:])["sid"]
-        if connect:
+        if eio == EIO3:
+            if connect:  # "/" is connected on open (when it is a namespace)
+                assert await ws.recv() == (1, b"40")
+                ws.socket_sid = ws.sid
+        elif connect:
             await ws.send_text("40")
             opcode, payload = await ws.recv()
             assert opcode == 1 and payload.startswith(b"40{"), payload
@@ -246,3 +262,19 @@ class Witness:
                     continue  # an event the server sent everyone (a broadcast)
                 assert message == f'43{self._ack}["still here",{self._ack}]'
                 return
+
+
+def make_app() -> tuple[App, dict[str, str]]:
+    """An app that echoes (what :class:`Witness` needs) and records each socket's disconnect reason by sid."""
+    app = App()
+    reasons: dict[str, str] = {}
+
+    @app.on("echo")
+    def echo(socket, *args):
+        return args
+
+    @app.on("disconnect")
+    def disconnect(socket, reason):
+        reasons[socket.sid] = reason
+
+    return app, reasons
