@@ -21,7 +21,7 @@ from support.clients import API_KEY, http
 from support.crowd import Crowd
 from support.process import ServerProcess, children
 from support.redis import free_port, needs_redis
-from test_service import write_config
+from test_service import free_listener, write_config
 
 from rtserver import App, serve
 from rtserver.engineio.server import sid_worker
@@ -224,12 +224,12 @@ async def test_200_stock_clients_on_4_workers_survive_a_killed_worker(tmp_path, 
     notify.close()
 
 
-async def _handoffs(port: int) -> dict[str, int]:
-    """Connections the workers handed to one another, summed over the four
-    (each scrape of /metrics reaches whichever worker accepts it)."""
+async def _handoffs(port: int, workers: int = 4) -> dict[str, int]:
+    """Connections the workers handed to one another, summed over all of
+    them (each scrape of /metrics reaches whichever worker accepts it)."""
     seen: dict[str, dict[str, int]] = {}
     with trio.fail_after(30):
-        while len(seen) < 4:
+        while len(seen) < workers:
             status, text = await http(port, "GET", "/metrics")
             assert status == 200
             worker = re.search(r"^rtserver_worker ([0-9.]+)$", text, re.MULTILINE).group(1)
@@ -307,3 +307,28 @@ async def test_reload_a_hung_worker_and_a_killed_supervisor(tmp_path, redis):
         while not _all_gone(now):
             await trio.sleep(0.1)
     assert count("the supervisor is gone, shutting down") == 2
+
+
+@needs_redis
+@pytest.mark.usefixtures("spawned")
+async def test_workers_under_socket_activation(tmp_path, redis):
+    """systemd's socket unit: the supervisor takes the inherited socket and
+    its workers serve on it."""
+    listener = free_listener()
+    port = listener.getsockname()[1]
+    config = write_config(tmp_path, auth={"enabled": False}, cluster={"redis_url": redis.url})
+    supervisor = await ServerProcess.start(config, fd=listener.fileno(), args=("--workers", "2"))
+    with trio.fail_after(30):
+        while not any(b"all workers ready" in line for line in supervisor.lines()):
+            await trio.sleep(0.05)
+    status, body = await _request(port, f"GET {EIO}polling HTTP/1.1\r\n")
+    assert status == 200
+    sid = json.loads(body[1:])["sid"]
+    for packet in (b"40", *[b'42["hello"]'] * 5):  # each on a connection of its own, accepted by either worker
+        assert await _request(port, f"POST {EIO}polling&sid={sid} HTTP/1.1\r\n", packet) == (200, b"ok")
+    status, body = await _request(port, f"GET {EIO}polling&sid={sid} HTTP/1.1\r\n")
+    assert status == 200 and body.startswith(b"40{")
+    await _handoffs(port, workers=2)  # both workers answer on the inherited socket
+    supervisor.signal(signal.SIGTERM)
+    assert await supervisor.exited() == 0
+    listener.close()
