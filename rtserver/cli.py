@@ -177,7 +177,11 @@ def tune_gc() -> None:
 
 
 def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
-    logs.setup(config.server.log_level, config.server.log_format)
+    worker = WorkerSpec.from_environ()
+    if worker is None:
+        logs.setup(config.server.log_level, config.server.log_format)
+    else:
+        logs.setup(config.server.log_level, config.server.log_format, {"worker": worker.index})
     app = None
     spec = args.app or config.app.module
     if spec:
@@ -187,7 +191,6 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
             print(f"cannot load app {spec!r}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     _preflight(config)
-    worker = WorkerSpec.from_environ()
     if worker is None and config.server.workers > 1:
         return _supervise(args, config)
     tune_gc()
