@@ -25,6 +25,7 @@ from .http.handoff import Handoff
 from .http.server import HttpServer
 from .hub import Hub
 from .metrics import Stats
+from .nodeinfo import describe
 from .presence import Presence
 from .recovery import Recovery
 from .retained import Retained
@@ -160,7 +161,11 @@ async def _join_cluster(
         _, kicked = await guard.revoke(user, version)
         return {"disconnected": kicked}
 
+    async def node(request: dict[str, Any]) -> dict[str, Any]:
+        return {"node": describe(bus.uid, stats)}
+
     bus.commands["revoke"] = revoke
+    bus.commands["node"] = node  # for the dashboard's list of nodes
     stats.registry.register(bus.collector())
     sio.bus = bus
     try:

@@ -6,6 +6,7 @@ drives the page itself in chromium."""
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from rtserver.dashboard.redaction import preview, redact
 from rtserver.dashboard.samples import Sample, Samples
 from rtserver.dashboard.sessions import LoginSessions, set_cookie
 from rtserver.dashboard.tail import Tail
+from rtserver.nodeinfo import peer
 
 NS = "/rtserver-dashboard"
 WAIT = 10.0
@@ -310,6 +312,33 @@ async def test_views(start_server) -> None:
 
 
 # --------------------------------------------------------------- actions
+async def test_overview_lists_every_node_of_a_cluster(start_server, redis, tmp_path: Path) -> None:
+    """Clustered, the overview lists each node (this one first) with its
+    connections, as each node describes itself when asked through Redis."""
+    cluster = {"redis_url": redis.url, "request_timeout": 2.0}
+    a = await start_server(cluster={**cluster, "node_id": "node-a"}, server={"data_dir": str(tmp_path / "a")}, **sections())
+    b = await start_server(cluster={**cluster, "node_id": "node-b"}, server={"data_dir": str(tmp_path / "b")}, **sections())
+    on_b = [await LiveClient(b.port).connect({"token": token(f"u{n}", "acme")}) for n in range(2)]
+    console = await Console(a).connect(auth={"token": token("root", "acme", **ADMIN)})
+    overview = await console.call("overview")
+    assert overview["everyNode"] is True
+    assert [(n["id"], n["self"]) for n in overview["nodes"]] == [("node-a", True), ("node-b", False)]
+    assert overview["nodes"][0]["connections"] == 1  # the console itself
+    assert overview["nodes"][1]["connections"] == 2
+    assert {n["pid"] for n in overview["nodes"]} == {os.getpid()}  # two servers of this test process
+    await redis.stop()  # the other node cannot be asked: this one is listed, and says so
+    overview = await console.call("overview")
+    assert [n["id"] for n in overview["nodes"]] == ["node-a"] and overview["everyNode"] is False
+    for client in on_b:
+        await client.disconnect()
+    await console.close()
+
+
+def test_a_peer_description_keeps_plain_fields_only() -> None:
+    assert peer({"node": {"id": "n", "pid": True, "uptime": 1.5, "hostname": ["x"], "extra": 1}}) == {"id": "n", "uptime": 1.5}
+    assert peer({"node": {"pid": 1}}) is None and peer("garbage") is None and peer({"node": None}) is None
+
+
 async def test_actions_go_through_the_api(start_server, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="rtserver.dashboard")
     server = await start_server(**sections())

@@ -40,7 +40,7 @@ from .pages import Pages
 from .samples import Sample, Samples
 from .sessions import LoginSessions
 from .tail import Tail
-from .views import Views, this_node
+from .views import Views
 
 if TYPE_CHECKING:
     from ..api.router import ApiRouter
@@ -92,8 +92,9 @@ def install(
     samples = Samples(settings.sample_interval, settings.history)
     activity = Activity(sio, settings.namespace)
     sio.listeners.append(activity)
-    node = this_node(secrets.token_hex(4), stats.started)
-    views = Views(sio, presence, store, retained, stats, samples, activity, node, settings.namespace, layout_event)
+    views = Views(
+        sio, presence, store, retained, stats, samples, activity, secrets.token_hex(4), settings.namespace, layout_event
+    )
     tail = Tail(sio, settings.namespace, settings.payload_chars, settings.tail_rate, nursery, stats.faults)
     caller_auth = CallerAuth(sio.guard)
     sessions = LoginSessions(settings.session_ttl)

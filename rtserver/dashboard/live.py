@@ -147,9 +147,9 @@ class Live:
         on = builtins.on
         ns = self.namespace
 
-        def overview(socket: Socket, query: Any = None) -> dict[str, Any]:
+        async def overview(socket: Socket, query: Any = None) -> dict[str, Any]:
             self._operator(socket)
-            return self._views.overview(_parse(OverviewQuery, query))
+            return await self._views.overview(_parse(OverviewQuery, query))
 
         async def devices(socket: Socket, query: Any = None) -> dict[str, Any]:
             self._operator(socket)

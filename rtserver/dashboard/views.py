@@ -8,8 +8,6 @@ dashboard's own sockets are left out of users and rooms.
 
 from __future__ import annotations
 
-import os
-import socket as socket_module
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +15,7 @@ import attrs
 from attrs import validators as v
 
 from ..features.signage import latest_layout
+from ..nodeinfo import describe, peer
 from ..version import __version__
 from .activity import Activity, address
 from .redaction import preview, redact
@@ -69,20 +68,6 @@ class RoomsQuery:
     limit: int = _LIMIT
 
 
-@attrs.frozen
-class Node:
-    """One rtserver process as the overview lists it."""
-
-    id: str
-    hostname: str
-    pid: int
-    started: float
-
-
-def this_node(node_id: str, started: float) -> Node:
-    return Node(node_id, socket_module.gethostname(), os.getpid(), started)
-
-
 def _wall(monotonic_stamp: float) -> float:
     return time.time() - (time.monotonic() - monotonic_stamp)
 
@@ -124,7 +109,7 @@ class Views:
         stats: Stats,
         samples: Samples,
         activity: Activity,
-        node: Node,
+        node_id: str,
         namespace: str,
         layout_event: str | None,
     ) -> None:
@@ -135,7 +120,8 @@ class Views:
         self._stats = stats
         self._samples = samples
         self._activity = activity
-        self._node = node
+        #: This node's id when the cluster is off (clustered: the bus's).
+        self._node_id = node_id
         self._namespace = namespace
         #: The signage feature's layout event, when that feature runs.
         self._layout_event = layout_event
@@ -149,13 +135,16 @@ class Views:
             for s in sio.app.sockets(namespace=namespace)
         ]
 
-    def nodes(self) -> list[dict[str, Any]]:
-        """The nodes the overview lists: this one (a cluster adds its peers here)."""
-        node = self._node
-        return [{
-            "id": node.id, "hostname": node.hostname, "pid": node.pid, "version": __version__,
-            "started": round(node.started, 3), "uptime": round(time.time() - node.started, 1), "self": True,
-        }]
+    async def nodes(self) -> tuple[list[dict[str, Any]], bool]:
+        """The nodes the overview lists, this one first, and whether every
+        other node answered (at most ``cluster.request_timeout``)."""
+        bus = self._sio.bus
+        own = {**describe(bus.uid if bus is not None else self._node_id, self._stats), "self": True}
+        if bus is None:
+            return [own], True
+        answers, complete = await bus.command("node", {})
+        peers = [{**found, "self": False} for found in map(peer, answers) if found is not None]
+        return [own, *sorted(peers, key=lambda n: n["id"])], complete
 
     def tenants(self) -> list[str]:
         found = {t for t in self._sio.guard.device_tenants.values() if t}
@@ -164,12 +153,14 @@ class Views:
         return sorted(found)
 
     # --------------------------------------------------------------- views
-    def overview(self, query: OverviewQuery) -> dict[str, Any]:
+    async def overview(self, query: OverviewQuery) -> dict[str, Any]:
         stats = self._stats
+        nodes, every_node = await self.nodes()
         gauges = stats.gauges()
         connections = gauges.get("connections", {})
         return {
-            "nodes": self.nodes(),
+            "nodes": nodes,
+            "everyNode": every_node,
             "version": __version__,
             "uptime": round(time.time() - stats.started, 1),
             "connections": {"total": sum(connections.values()), **connections},

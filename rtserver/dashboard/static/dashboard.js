@@ -315,7 +315,9 @@ function showOverview(data) {
   plot("plot-connections", state.samples, ["connections"]);
   plot("plot-messages", state.samples, ["in", "out"]);
   plot("plot-refusals", state.samples, ["refusals", "overflows"]);
-  table("nodes", ["node", "host", "pid", "version", "up"], data.nodes.map((n) => [n.id + (n.self ? " (this)" : ""), n.hostname, n.pid, n.version, duration(n.uptime)]));
+  const nodeRows = data.nodes.map((n) => [n.id + (n.self ? " (this)" : ""), n.hostname, n.pid, n.version, duration(n.uptime), n.connections]);
+  if (!data.everyNode) nodeRows.push(["(some nodes did not answer)", "", "", "", "", ""]);
+  table("nodes", ["node", "host", "pid", "version", "up", "connections"], nodeRows);
   table("namespaces", ["namespace", "sockets"], Object.entries(data.namespaces).map(([k, v]) => [k, v]));
   table("refusals", ["reason", "count"], Object.entries(data.refusals).map(([k, v]) => [k, v]));
 }
