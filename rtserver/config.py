@@ -450,12 +450,19 @@ def structure(data: Mapping[str, Any]) -> Config:
     return config
 
 
+#: The largest request head a worker can hand to another (rtserver.http.handoff).
+MAX_HANDOFF_HEAD = 128 * 1024
+
+
 def _across_sections(config: Config) -> list[str]:
     """What no single key's check can see."""
     problems = []
     workers = config.server.workers
     if workers > 1 and not config.cluster.enabled:
         problems.append(f"server.workers: {workers} workers need [cluster] redis_url (each worker is a node of the cluster)")
+    if workers > 1 and config.http.max_header_bytes > MAX_HANDOFF_HEAD:
+        # A request head and one read after it must fit one hand-off datagram.
+        problems.append(f"http.max_header_bytes: at most {MAX_HANDOFF_HEAD} with several workers")
     if workers > 1 and config.tls.enabled:
         problems.append(
             f"server.workers: {workers} workers cannot share in-process TLS connections; terminate TLS in a proxy in front"

@@ -24,6 +24,8 @@ from support.redis import free_port, needs_redis
 from test_service import free_listener, write_config
 
 from rtserver import App, serve
+from rtserver import config as config_mod
+from rtserver.config import ConfigError
 from rtserver.engineio.server import sid_worker
 from rtserver.supervisor import WorkerSpec
 
@@ -60,6 +62,13 @@ def test_more_than_one_worker_needs_the_cluster_and_no_in_process_tls(tmp_path):
     )
     done = _rtserver("serve", "--config", str(tls), "--workers", "0")
     assert done.returncode == 2 and "'0' is not a number of workers from 1 to 64" in done.stderr
+    # A request head must fit one hand-off between workers.
+    cluster = {"redis_url": "redis://127.0.0.1:1/0"}
+    with pytest.raises(ConfigError) as refused:
+        config_mod.structure({"server": {"workers": 2}, "cluster": cluster, "http": {"max_header_bytes": 131073}})
+    assert refused.value.problems == ["http.max_header_bytes: at most 131072 with several workers"]
+    config_mod.structure({"server": {"workers": 2}, "cluster": cluster, "http": {"max_header_bytes": 131072}})
+    config_mod.structure({"http": {"max_header_bytes": 131073}})  # one process: no hand-off
 
 
 # ---------------------------------------------------------------- hand-off
@@ -89,7 +98,7 @@ async def two_workers(nursery, tmp_path):
         sock = socket.create_server(("127.0.0.1", 0))
         app = App()
         spec = WorkerSpec(index, 2, str(directory), (sock.detach(),))
-        config = make_config(tmp_path / f"data{index}")
+        config = make_config(tmp_path / f"data{index}", http={"max_header_bytes": 131072})
         servers.append((await nursery.start(functools.partial(serve, config, app, worker=spec)), app))
     return servers
 
@@ -111,6 +120,9 @@ async def test_polling_requests_and_the_upgrade_reach_the_worker_owning_the_sess
     big = b"42" + json.dumps(["big", "x" * 200_000]).encode()
     status, body = await _request(one.port, f"POST {EIO}polling&sid={sid} HTTP/1.1\r\n", big)
     assert (status, body) == (200, b"ok")
+    # The largest head allowed with several workers, and a body after it.
+    padded = f"POST {EIO}polling&sid={sid} HTTP/1.1\r\nX-Pad: {'p' * 130_000}\r\n"
+    assert await _request(one.port, padded, b"42" + json.dumps(["pad", "y" * 60_000]).encode()) == (200, b"ok")
     # The upgrade too: worker 0 then writes to the WebSocket that reached worker 1.
     async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{one.port}{EIO}websocket&sid={sid}") as ws:
         await ws.send_message("2probe")
@@ -124,7 +136,7 @@ async def test_polling_requests_and_the_upgrade_reach_the_worker_owning_the_sess
             while not (message := await ws.get_message()).startswith("42"):
                 assert message in ("6", "2"), message  # noop, ping
         assert json.loads(message[2:]) == ["hello", {"from": "worker 0"}]
-    assert one.http.handoff.passed == 4
+    assert one.http.handoff.passed == 5
 
 
 async def test_a_session_of_a_worker_that_is_not_there_is_unknown(two_workers):

@@ -33,7 +33,9 @@ from prometheus_client.registry import Collector
 log = logging.getLogger("rtserver.http")
 
 #: The largest hand-off: a request head (``http.max_header_bytes``, at most
-#: a few tens of KiB) and what one read brought after it (64 KiB).
+#: 128 KiB with several workers) and what one read brought after it (64 KiB).
+#: A Unix datagram may be as large as the sender's buffer (net.core.wmem_default,
+#: 208 KiB by default).
 MAX_MESSAGE = 256 * 1024
 
 Serve = Callable[[trio.SocketStream, bytes], Awaitable[None]]
