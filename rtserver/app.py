@@ -152,14 +152,16 @@ class App:
         namespace: str = "/",
         skip: str | Iterable[str] | None = None,
         volatile: bool = False,
+        local: bool = False,
     ) -> int:
         """Send an event to rooms or socket ids (``to``), or the whole namespace.
 
         ``skip`` leaves out rooms or socket ids.  With ``[cluster]`` on it
-        reaches the matching sockets of every node.  Returns the number of
+        reaches the matching sockets of every node (``local``: this node's
+        only, as the reference's ``io.local``).  Returns the number of
         sockets on this node that took the event.
         """
-        return self.server.emit(event, *args, to=to, namespace=namespace, skip=skip, volatile=volatile)
+        return self.server.emit(event, *args, to=to, namespace=namespace, skip=skip, volatile=volatile, local=local)
 
     # ------------------------------------------------------- cluster-wide
     async def fetch_sockets(

@@ -308,6 +308,10 @@ class ClusterConfig:
     #: Seconds a cross-node request (fetch_sockets, server_side_emit with
     #: acks, revocation) waits for every other node's answer.
     request_timeout: float = attrs.field(default=5.0, validator=[v.gt(0), v.le(600)])
+    #: Seconds a node's heartbeat key lives in Redis (refreshed every third of
+    #: it): a node that stops refreshing it (killed, cut off Redis) has its
+    #: users and devices announced offline by the others within about 4/3 of it.
+    node_timeout: float = attrs.field(default=15.0, validator=[v.ge(0.3), v.le(3600)])
 
     @property
     def enabled(self) -> bool:

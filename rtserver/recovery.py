@@ -96,6 +96,9 @@ def _decode_frames(blob: bytes) -> tuple[Frame, ...]:
 
 
 class Recovery:
+    #: Events are numbered here as they are emitted (see SharedRecovery for the cluster's way).
+    numbers_locally = True
+
     def __init__(self, config: RecoveryConfig, store: Store | None) -> None:
         self.config = config
         self._store = store
@@ -174,7 +177,9 @@ class Recovery:
         if self._store is not None:
             self._unsaved_sessions[saved.pid] = saved
 
-    def restore(self, pid: Any, offset: Any, user: str, namespace: str, anonymous: bool) -> tuple[Saved, list[tuple[Frame, ...]]] | None:
+    async def restore(
+        self, pid: Any, offset: Any, user: str, namespace: str, anonymous: bool
+    ) -> tuple[Saved, list[tuple[Frame, ...]]] | None:
         """The session and the frames it missed, or None (then connect afresh)."""
         if not isinstance(pid, str):
             return None

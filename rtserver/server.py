@@ -18,6 +18,8 @@ from .app import App
 from .auth.guard import Guard
 from .auth.keys import KeyRing, KeySetupError, generated_secret_path
 from .cluster.bus import RedisBus
+from .cluster.history import SharedRecovery
+from .cluster.presence import ClusterPresence
 from .config import Config, ConfigError
 from .engineio.server import EngineServer
 from .faults import supervise
@@ -32,6 +34,7 @@ from .retained import Retained
 from .retention import Retention
 from .routes import Router
 from .socketio.server import SocketIOServer
+from .socketio.socket import event_frames
 from .store import Store
 from .supervisor import WorkerSpec
 from .tls import TlsSetupError, load_context
@@ -114,6 +117,7 @@ class RunningServer:
                 session.close("server shutting down")
             for session in sessions:
                 await session.finished.wait()
+            await self.sio.recovery.flush()  # the sessions kept for recovery
         if scope.cancelled_caught:
             log.warning("drain timed out; cancelling what is left")
         self.shutdown()
@@ -146,7 +150,8 @@ def announce_generated_secret(config: Config) -> None:
 
 
 async def _join_cluster(
-    config: Config, sio: SocketIOServer, guard: Guard, stats: Stats, task_status: Any = trio.TASK_STATUS_IGNORED
+    config: Config, sio: SocketIOServer, guard: Guard, presence: Presence, stats: Stats,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Connect this node to the others through Redis (or start degraded while
     Redis is unreachable) and serve the bus until cancelled."""
@@ -166,12 +171,48 @@ async def _join_cluster(
 
     bus.commands["revoke"] = revoke
     bus.commands["node"] = node  # for the dashboard's list of nodes
+    if config.presence.enabled:
+        shared = ClusterPresence(bus.link, config.cluster.prefix, bus.uid, config.cluster.node_timeout, presence)
+        bus.listen(shared.channel, shared.on_message)
+        presence.join_cluster(shared)
+    if config.recovery.enabled:
+        history = _shared_history(config, sio, bus)
     stats.registry.register(bus.collector())
     sio.bus = bus
     try:
-        await bus.run(task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bus.run)
+            if config.presence.enabled:
+                nursery.start_soon(supervise, stats.faults, "cluster presence", shared.run)
+            if config.recovery.enabled:
+                nursery.start_soon(supervise, stats.faults, "shared history", history.run)
+            task_status.started()
     finally:
         sio.bus = None
+
+
+def _shared_history(config: Config, sio: SocketIOServer, bus: RedisBus) -> SharedRecovery:
+    """Recovery across nodes: the history in a Redis stream, sessions in Redis."""
+    history = SharedRecovery(config.recovery, bus.link, config.cluster.prefix, bus.uid, config.engineio.max_payload)
+    history.deliver = sio.history_entry
+    history.encode = event_frames
+
+    async def release(request: dict[str, Any]) -> dict[str, Any]:
+        pid = request.get("pid")
+        if not isinstance(pid, str):
+            raise TypeError("recovery-release needs a pid")
+        released = sio.release(pid)
+        if released:
+            await history.saved(pid)
+        return {"released": released}
+
+    async def ask_release(pid: str) -> None:
+        await bus.command("recovery-release", {"pid": pid})
+
+    bus.commands["recovery-release"] = release
+    history.release = ask_release
+    sio.recovery = history
+    return history
 
 
 def _gauges(engine: EngineServer, hub: Hub, guard: Guard) -> dict[str, dict[str, int]]:
@@ -200,10 +241,8 @@ async def serve(
         if keys.generated:
             announce_generated_secret(config)
     guard = Guard(config, keys, store, await store.token_versions(), await store.device_tenants())
-    # A worker's recovery history stays in its memory: the workers share one
-    # data directory, and one history table there would mix theirs.
-    recovery = Recovery(config.recovery, store if worker is None else None)
-    if config.recovery.enabled:
+    recovery = Recovery(config.recovery, store)
+    if config.recovery.enabled and not config.cluster.enabled:
         await recovery.load()
     tls = await trio.to_thread.run_sync(load_context, config.tls)
     try:
@@ -243,7 +282,7 @@ async def serve(
             )
             dashboard.install(config, sio, presence, store, retained, stats, api, nursery)
             if config.cluster.enabled:
-                await nursery.start(_join_cluster, config, sio, guard, stats)
+                await nursery.start(_join_cluster, config, sio, guard, presence, stats)
             engine_paths = config.engineio.paths + dashboard.engine_paths(config)
             http = HttpServer(config.http, Router(engine, engine_paths, api, stats, sio.bus), stats.faults)
             http.tls = tls
@@ -265,7 +304,7 @@ async def serve(
                         task_status.started()
 
             await nursery.start(accept)
-            if config.recovery.enabled:
+            if config.recovery.enabled and not config.cluster.enabled:
                 nursery.start_soon(supervise, stats.faults, "recovery flush", recovery.run)
             scheme = "https" if tls else "http"
             log.info(

@@ -56,4 +56,4 @@ class StatusRoutes:
             return ok(self._presence.user_entry(tenant, user))
         room = call.request.query.get("room")
         namespace = call.request.query.get("namespace", "/")
-        return ok({"tenant": tenant, "users": self._presence.online_users(tenant, room, namespace)})
+        return ok({"tenant": tenant, "users": await self._presence.online_users_in(tenant, room, namespace)})

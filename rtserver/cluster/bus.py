@@ -142,6 +142,12 @@ class RedisBus:
                 raise ClusterSetupError(f"cluster.node_id {self.uid!r} is already used by another node on this Redis")
             task_status.started()
 
+    def listen(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Subscribe ``channel`` for an upper layer (before :meth:`run`); a
+        malformed message there is counted like any other."""
+        self.link.subscribe(channel)
+        self._by_channel[channel.encode()] = (lambda namespace, payload: handler(payload), "")
+
     def health(self) -> dict[str, Any]:
         link = self.link
         state: dict[str, Any] = {"node": self.uid, "redis": "up" if link.up else "down", "url": redacted(link.url)}

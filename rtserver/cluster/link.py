@@ -24,6 +24,7 @@ import coredis
 import trio
 from coredis.exceptions import AuthenticationError, AuthorizationError, RedisError
 from coredis.retry import NoRetryPolicy
+from coredis.tokens import PureToken
 
 from ..faults import report
 
@@ -66,7 +67,8 @@ class RedisLink:
         self._channels = channels
         self._patterns = patterns
         self._on_message = on_message
-        self._queue: deque[tuple[str, bytes]] = deque()
+        #: (channel, payload) to publish, or (stream, payload, max length) to append.
+        self._queue: deque[tuple[str, bytes] | tuple[str, bytes, int]] = deque()
         self._wake = trio.Event()
         self._client: coredis.Redis[bytes] | None = None
         self.up = False
@@ -78,10 +80,31 @@ class RedisLink:
         self.received = 0
         #: Times the link was lost (or failed at start).
         self.outages = 0
+        #: Called each time the link comes up (the first time included), and
+        #: each time a connection attempt fails or the link is lost.
+        self.on_up: list[Callable[[], None]] = []
+        self.on_down: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ sending
     def publish(self, channel: str, payload: bytes) -> bool:
         """Queue ``payload`` for ``channel``; False (counted) when it was dropped."""
+        return self._queued((channel, payload))
+
+    async def numsub(self, channel: str) -> int:
+        """How many connections subscribe to ``channel`` (PUBSUB NUMSUB)."""
+        client = self.client()
+        try:
+            counts = await client.pubsub_numsub(channel)
+        except (RedisError, OSError) as exc:
+            raise LinkDown(_reason(exc)) from None
+        return int(next(iter(counts.values()), 0))
+
+    def append(self, stream: str, payload: bytes, max_length: int) -> bool:
+        """Queue ``payload`` for the end of ``stream`` (XADD, trimmed to about
+        ``max_length``), in order with what is published; False (counted) when dropped."""
+        return self._queued((stream, payload, max_length))
+
+    def _queued(self, item: tuple[str, bytes] | tuple[str, bytes, int]) -> bool:
         if not self.up:
             self.dropped["disconnected"] += 1
             return False
@@ -89,21 +112,21 @@ class RedisLink:
         if len(queue) >= QUEUE_LIMIT:
             self.dropped["backlog"] += 1
             return False
-        queue.append((channel, payload))
+        queue.append(item)
         if len(queue) == 1:
             self._wake.set()
         return True
 
-    async def numsub(self, channel: str) -> int:
-        """How many connections subscribe to ``channel`` (PUBSUB NUMSUB)."""
+    def subscribe(self, channel: str) -> None:
+        """Add a channel to the subscription (before :meth:`run`)."""
+        self._channels.append(channel)
+
+    def client(self) -> coredis.Redis[bytes]:
+        """The connected client, for commands beyond publishing; LinkDown when there is none."""
         client = self._client
         if client is None or not self.up:
             raise LinkDown(self.error or "Redis is not connected")
-        try:
-            counts = await client.pubsub_numsub(channel)
-        except (RedisError, OSError) as exc:
-            raise LinkDown(_reason(exc)) from None
-        return int(next(iter(counts.values()), 0))
+        return client
 
     async def _writer(self, client: coredis.Redis[bytes]) -> None:
         queue = self._queue
@@ -114,8 +137,12 @@ class RedisLink:
             batch = [queue.popleft() for _ in range(min(len(queue), BATCH))]
             try:
                 async with client.pipeline(transaction=False) as pipe:
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
+                    for item in batch:
+                        if len(item) == 2:
+                            pipe.publish(*item)
+                        else:
+                            pipe.xadd(item[0], {b"m": item[1]}, trim_strategy=PureToken.MAXLEN, threshold=item[2],
+                                      trim_operator=PureToken.APPROXIMATELY)
             except BaseException:
                 self.dropped["failed write"] += len(batch)
                 raise
@@ -195,6 +222,8 @@ class RedisLink:
         else:
             log.info("redis connected", extra={"fields": fields})
         self.up, self.error, self.since = True, None, time.time()
+        for callback in self.on_up:
+            callback()
 
     def _down(self, reason: str) -> None:
         """Record a failed or lost connection; logged on the change only."""
@@ -208,6 +237,8 @@ class RedisLink:
         self.up, self.error = False, reason
         self.dropped["disconnected"] += len(self._queue)
         self._queue.clear()
+        for callback in self.on_down:
+            callback()
 
 
 def _shutting_down() -> bool:

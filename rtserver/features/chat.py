@@ -222,7 +222,7 @@ class Chat:
         delivered = self.ctx.app.emit(self.s.message_event, payload, to=targets, namespace=ns)
         return {"status": "ok", "id": payload["id"], "delivered": delivered}
 
-    def online(self, socket: Socket, data: Any = None) -> dict[str, Any]:
+    async def online(self, socket: Socket, data: Any = None) -> dict[str, Any]:
         _, tenant = self.who(socket)
         room = None
         if data is not None:
@@ -231,7 +231,7 @@ class Chat:
         identities = {s.identity.user: s.identity for s in self.ctx.app.sockets(f"tenant:{tenant}", ns)
                       if s.identity is not None}
         users = []
-        for entry in self.ctx.presence.online_users(tenant, room, ns):
+        for entry in await self.ctx.presence.online_users_in(tenant, room, ns):
             known = identities.get(entry["userId"])
             users.append({**(self.profile(known) if known is not None else {}), **entry})
         answer = {"users": users, "count": len(users)}

@@ -211,7 +211,7 @@ class Client:
             restored = None
             if pid is not None:
                 self._take_over(pid)
-                restored = recovery.restore(pid, offset, identity.user, namespace, identity.anonymous)
+                restored = await recovery.restore(pid, offset, identity.user, namespace, identity.anonymous)
             if restored is not None:
                 saved, missed = restored
                 socket.sid, socket.pid, socket.recovered = saved.sid, saved.pid, True
@@ -264,10 +264,8 @@ class Client:
         (its old transport not yet timed out): end the old one so its session
         can be recovered now rather than refused."""
         old = self.server.by_pid.get(pid) if isinstance(pid, str) else None
-        if old is None or old.client is self:
-            return
-        old.client.remove(old, "transport close")
-        old.client.session.abort("replaced by a new connection")
+        if old is not None and old.client is not self:
+            self.server.release(pid)
 
     def _refuse_connect(self, namespace: str, code: str, payload: dict[str, Any]) -> None:
         self.server.hub.stats.refusals[code] += 1

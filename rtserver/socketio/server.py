@@ -15,6 +15,7 @@ from ..app import App, room_names
 from ..auth.errors import Refusal
 from ..auth.guard import Guard
 from ..cluster.bus import RedisBus
+from ..cluster.history import SharedRecovery
 from ..config import SocketIOConfig
 from ..engineio.session import Session
 from ..hub import Hub
@@ -102,7 +103,8 @@ class SocketIOServer:
         self, config: SocketIOConfig, app: App, hub: Hub, guard: Guard, nursery: trio.Nursery, recovery: Recovery
     ) -> None:
         self.config = config
-        self.recovery = recovery
+        #: This node's history, or (clustered) the one every node shares.
+        self.recovery: Recovery | SharedRecovery = recovery
         #: Live sockets by private session id (connection state recovery).
         self.by_pid: dict[str, Socket] = {}
         #: Keeps events by name ([retention]); set by the server when configured.
@@ -150,35 +152,75 @@ class SocketIOServer:
         namespace: str = "/",
         skip: str | Iterable[str] | None = None,
         volatile: bool = False,
+        local: bool = False,
     ) -> int:
-        """Send to this node's matching sockets, and (clustered) to every
-        other node's; returns how many sockets on this node took it."""
+        """Send to this node's matching sockets, and (clustered, unless
+        ``local``) to every other node's; returns how many sockets on this
+        node took it."""
         check_event_name(event)
         rooms, exclude = room_names(to), room_names(skip) or ()
         if self.retention is not None:
             self.retention.emitted(namespace, event, args, rooms)
+        recovery = self.recovery
+        if (
+            not recovery.numbers_locally and not local and not volatile and recovery.keeps(event)
+            and recovery.append(namespace, event, args, rooms, exclude)
+        ):
+            # Every node (this one too) delivers it from the shared history, numbered there.
+            return len(self.hub.members(namespace, rooms, exclude))
         delivered = self._deliver(namespace, event, args, rooms, exclude, volatile)
         bus = self.bus
-        if bus is not None:
+        if bus is not None and not local:
             bus.broadcast(namespace, [event, *args], rooms, exclude, volatile)
         return delivered
 
     def _deliver(
-        self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, exclude: Iterable[str], volatile: bool
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: list[str] | None,
+        exclude: Iterable[str],
+        volatile: bool,
+        offset: str | None = None,
     ) -> int:
-        plain = None
-        if self.recovery.enabled and not volatile and self.recovery.keeps(event):
+        """Fan out here; numbered for recovery (``offset``: the shared history's number)."""
+        plain = seq = None
+        recovery = self.recovery
+        if offset is None and recovery.enabled and recovery.numbers_locally and not volatile and recovery.keeps(event):
+            seq, offset = recovery.next_offset()
+        if offset is not None:
             # The offset rides as the last argument: the client keeps the last
             # one seen.  Sockets that asked for none get the plain event.
-            seq, offset = self.recovery.next_offset()
             frames = event_frames(namespace, event, (*args, offset))
-            self.recovery.record(seq, namespace, rooms, exclude, frames)
             plain = functools.partial(event_frames, namespace, event, args)
+            if seq is not None:
+                recovery.record(seq, namespace, rooms, exclude, frames)
         else:
             frames = event_frames(namespace, event, args)
         for observer in self.observers:
             observer.sent(namespace, event, args, rooms)
         return self.hub.publish(namespace, frames, rooms, exclude, volatile, plain)
+
+    def release(self, pid: str) -> bool:
+        """End the socket that still holds ``pid`` (its old transport not yet
+        timed out), keeping its session for the reconnect that presents it."""
+        old = self.by_pid.get(pid)
+        if old is None:
+            return False
+        old.client.remove(old, "transport close")
+        old.client.session.abort("replaced by a new connection")
+        return True
+
+    def history_entry(
+        self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, exclude: list[str],
+        offset: str | None, remote: bool,
+    ) -> None:
+        """An event read from the cluster's shared history (any node's emit,
+        this one's too), or one of this node's that Redis lost on the way (no offset)."""
+        if remote and self.retention is not None:
+            self.retention.emitted(namespace, event, args, rooms, remote=True)
+        self._deliver(namespace, event, args, rooms, exclude, False, offset)
 
     # ------------------------------------------------- from other nodes (Receiver)
     def remote_broadcast(

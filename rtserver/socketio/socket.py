@@ -60,7 +60,7 @@ class Socket:
         #: Connection state recovery: private session id, where its replay
         #: would start, and whether this connection recovered an earlier one.
         self.pid: str | None = None
-        self.start_seq = 0
+        self.start_seq: int | str = 0
         self.recovered = False
         #: False: events reach this socket without their recovery offset
         #: (the client asked so in its auth payload; it cannot recover).
