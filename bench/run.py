@@ -19,7 +19,8 @@ nodes, publishes on the first, CPU summed over the nodes.
 Knobs: BENCH_RUNS (default 3), BENCH_QUICK=1 (one run, small sizes: a smoke
 test), BENCH_SERVERS (comma list), BENCH_SCENARIOS (comma list; e.g.
 BENCH_SCENARIOS=cluster_1000x200 BENCH_SERVERS=rtserver,socket.io for the
-cluster alone), BENCH_PROFILE=0 (skip the profile).
+cluster alone; `workers` names the comparison of `serve --workers 2` with one
+process, bench/results/workers.md), BENCH_PROFILE=0 (skip the profile).
 """
 
 from __future__ import annotations
@@ -140,12 +141,20 @@ if os.environ.get("BENCH_SERVERS"):
 
 
 class Server:
-    def __init__(self, name: str, profile_to: Path | None = None, redis_url: str | None = None) -> None:
+    def __init__(self, name: str, profile_to: Path | None = None, redis_url: str | None = None,
+                 cores: str = SERVER_CORE, args: tuple[str, ...] = ()) -> None:
         self.name = name
         self.port = free_port()
         self.scratch = Path(tempfile.mkdtemp(prefix="rtbench-"))
         env = dict(os.environ, PYTHONPATH=str(BENCH / "apps"), PYTHONUNBUFFERED="1")
-        cmd = ["taskset", "-c", SERVER_CORE, *server_cmd(name, self.port, self.scratch, redis_url)]
+        cmd = ["taskset", "-c", cores, *server_cmd(name, self.port, self.scratch, redis_url), *args]
+        notify = None
+        if "--workers" in args:
+            # Ready when the supervisor says so (it listens before its workers do).
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(str(self.scratch / "notify.sock"))
+            notify.settimeout(0.1)
+            env["NOTIFY_SOCKET"] = str(self.scratch / "notify.sock")
         if profile_to is not None:
             # py-spy on the load generator's core, sampling the server on core 0.
             cmd = ["taskset", "-c", LOADGEN_CORE, str(VENV / "bin" / "py-spy"), "record", "--format", "raw",
@@ -154,21 +163,40 @@ class Server:
         self.proc = subprocess.Popen(cmd, cwd=self.scratch, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.pid = self.proc.pid
-        deadline = time.monotonic() + 20
+        self.workers: list[int] = []
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.tail()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                if notify is not None:
+                    if b"READY=1" not in notify.recv(4096):
+                        continue
+                else:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 break
             except OSError:
                 time.sleep(0.1)
         else:
             self.stop()
-            raise RuntimeError(f"{name} did not listen within 20 s: {self.tail()}")
+            raise RuntimeError(f"{name} did not listen within 30 s: {self.tail()}")
+        if notify is not None:
+            notify.close()
+            self.workers = self._children(self.pid)
         if profile_to is not None:
             self.pid = self._leaf_pid(self.pid)
         time.sleep(0.3)
+
+    @staticmethod
+    def _children(pid: int) -> list[int]:
+        """A supervisor's workers (listed under the thread that started each)."""
+        found = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                found += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return found
 
     @staticmethod
     def _leaf_pid(pid: int) -> int:
@@ -189,7 +217,7 @@ class Server:
 
     @property
     def pids(self) -> list[int]:
-        return [self.pid]
+        return [self.pid, *self.workers]
 
     def tail(self) -> str:
         self.log.flush()
@@ -211,11 +239,11 @@ class Server:
 class Redis:
     """A redis-server of the benchmark's own (no persistence), beside the load generator."""
 
-    def __init__(self) -> None:
+    def __init__(self, cores: str = LOADGEN_CORE) -> None:
         self.port = free_port()
         self.scratch = Path(tempfile.mkdtemp(prefix="rtbench-redis-"))
         self.proc = subprocess.Popen(
-            ["taskset", "-c", LOADGEN_CORE, "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            ["taskset", "-c", cores, "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.scratch)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
@@ -276,11 +304,11 @@ def runs_on(name: str, scenario: str) -> bool:
     return SCENARIOS[scenario].get("nodes", 1) == 1 or name in CLUSTER_SERVERS
 
 
-def loadgen(server: Server | Cluster, options: dict) -> dict:
+def loadgen(server: Server | Cluster, options: dict, cores: str = LOADGEN_CORE) -> dict:
     opts = dict(options, port=server.ports[0], pid=server.pids[0], ports=server.ports, pids=server.pids, secret=SECRET,
                 clk_tck=os.sysconf("SC_CLK_TCK"), timeout=120, idle_timeout=15)
     budget = 300
-    cmd = ["taskset", "-c", LOADGEN_CORE, "node", str(BENCH / "loadgen" / "loadgen.js"), json.dumps(opts)]
+    cmd = ["taskset", "-c", cores, "node", str(BENCH / "loadgen" / "loadgen.js"), json.dumps(opts)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=budget)
     except subprocess.TimeoutExpired:
@@ -444,6 +472,109 @@ def profile() -> dict:
     return report
 
 
+# ----------------------------------------------------------------- workers
+#: `serve --workers 2` against one process, every process free to use both
+#: cores (the load generator and redis-server too): what one command gives on
+#: this machine.  "[cluster]" is one process with Redis on, to tell the cost
+#: of the cluster from the cost of a second process.
+WORKER_SETUPS = {"1 process": (1, False), "1 process, [cluster]": (1, True), "--workers 2": (2, True)}
+WORKER_SCENARIOS = ("connect", "fanout_1000x200", "memory")
+BOTH_CORES = f"{SERVER_CORE},{LOADGEN_CORE}"
+
+
+def start_setup(workers: int, clustered: bool) -> tuple[Server, Redis | None]:
+    redis = Redis(BOTH_CORES) if clustered else None
+    try:
+        args = ("--workers", str(workers)) if workers > 1 else ()
+        return Server("rtserver", redis_url=redis.url if redis else None, cores=BOTH_CORES, args=args), redis
+    except RuntimeError:
+        if redis is not None:
+            redis.stop()
+        raise
+
+
+def compare_workers() -> None:
+    """Run WORKER_SCENARIOS on each of WORKER_SETUPS; write bench/results/workers.md and .json."""
+    started = time.monotonic()
+    info = machine()
+    raw: dict[str, dict[str, list[dict]]] = {s: {name: [] for name in WORKER_SETUPS} for s in WORKER_SCENARIOS}
+    for r in range(RUNS):
+        for scenario in WORKER_SCENARIOS:
+            for name, (workers, clustered) in WORKER_SETUPS.items():
+                try:
+                    server, redis = start_setup(workers, clustered)
+                except RuntimeError as exc:
+                    raw[scenario][name].append({"error": str(exc)})
+                    continue
+                try:
+                    result = loadgen(server, SCENARIOS[scenario], cores=BOTH_CORES)
+                finally:
+                    server.stop()
+                    if redis is not None:
+                        redis.stop()
+                raw[scenario][name].append(result)
+                log(f"workers run {r + 1}/{RUNS} {scenario:16} {name:22} "
+                    + json.dumps({k: result.get(k) for k in ("error", "handshakes_per_s", "msgs_per_s", "lost",
+                                                            "server_cpu_us_per_msg", "connected", "dropped") if k in result}))
+    info["loadavg_end"] = os.getloadavg()
+    info["duration_s"] = round(time.monotonic() - started)
+    names = list(WORKER_SETUPS)
+    md = ["# `serve --workers 2` against one process", "",
+          f"Generated by `make bench` ({'BENCH_QUICK=1, ' if QUICK else ''}{RUNS} run{'s' if RUNS > 1 else ''}, median per "
+          f"figure; {info['duration_s']} s). rtserver only, loopback, nothing pinned: the server's processes, "
+          "redis-server and the one load generator share the machine's cores (the load generator's own CPU share is in "
+          "the table). The machine is shared with other work and loaded (load average below): compare the ratios of "
+          "one run, not rates across runs.", "",
+          f"- {info['nproc']} cores: {info['cpu']}; kernel {info['kernel']}; "
+          f"load average at start {tuple(round(x, 2) for x in info['loadavg_start'])}, "
+          f"at end {tuple(round(x, 2) for x in info['loadavg_end'])}",
+          "- `1 process`: no cluster; `1 process, [cluster]`: one node with Redis on; `--workers 2`: a supervisor and two "
+          "workers on one port, each a node of the cluster (broadcasts cross Redis to the other worker). Server CPU "
+          "and RSS are summed over the supervisor and its workers.", ""]
+    figures = {
+        "connect": [("handshakes/s", "/s", lambda r: r.get("handshakes_per_s"), "high"),
+                    ("server CPU per handshake", "µs", lambda r: r.get("server_cpu_per_handshake_us"), "low"),
+                    ("failed handshakes", "", lambda r: r.get("failed"), "none")],
+        "fanout_1000x200": [("fan-out delivered/s", "/s", lambda r: r.get("msgs_per_s"), "high"),
+                            ("server CPU per delivered message", "µs", lambda r: r.get("server_cpu_us_per_msg"), "low"),
+                            ("latency p50", "ms", _lat("p50"), "low"), ("latency p99", "ms", _lat("p99"), "low"),
+                            ("lost messages", "", lambda r: r.get("lost"), "none"),
+                            ("load generator CPU share", "", lambda r: r.get("loadgen_cpu_share"), "none")],
+        "memory": [("idle connections held", "", lambda r: r.get("connected"), "high"),
+                   ("dropped", "", lambda r: r.get("dropped"), "none"),
+                   ("RSS growth per idle connection", "KiB", lambda r: (r.get("bytes_per_connection") or 0) / 1024, "low")],
+    }
+    medians: dict[str, dict[str, dict[str, object]]] = {}
+    for scenario in WORKER_SCENARIOS:
+        opts = SCENARIOS[scenario]
+        md += [f"## {scenario}", "", "`" + ", ".join(f"{k}={v}" for k, v in opts.items()) + "`", "",
+               "| figure | " + " | ".join(names) + " | --workers 2 / 1 process | [cluster] / 1 process |",
+               "|---|---|---|---|---|---|"]
+        medians[scenario] = {}
+        for label, unit, extract, better in figures[scenario]:
+            row = {name: median([extract(x) for x in raw[scenario][name] if "error" not in x]) if any(
+                "error" not in x for x in raw[scenario][name]) else None for name in names}
+            medians[scenario][label] = row
+
+            def ratio(a: object, b: object) -> str:
+                ok = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b and better != "none"
+                return f"{a / b:.2f}×" if ok else ""
+
+            md.append(f"| {label}{' (' + unit + ')' if unit and unit != '/s' else ''} | "
+                      + " | ".join(fmt(row[n], unit) for n in names)
+                      + f" | {ratio(row['--workers 2'], row['1 process'])} | {ratio(row['1 process, [cluster]'], row['1 process'])} |")
+        errors = [f"{n} run {i + 1}: {x['error'][:300]}" for n in names for i, x in enumerate(raw[scenario][n]) if "error" in x]
+        md += [""] + [f"- error: {e}" for e in errors] + ([""] if errors else [])
+    out = BENCH / "results"
+    out.mkdir(exist_ok=True)
+    stem = "workers-quick" if QUICK else "workers"
+    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps({"machine": info, "runs": RUNS, "setups": WORKER_SETUPS,
+                                                 "medians": medians, "raw": raw}, indent=1, default=str) + "\n")
+    print("\n".join(md))
+    log(f"wrote {out / (stem + '.md')}")
+
+
 # -------------------------------------------------------------------- main
 def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(f"bench: stopped by signal {signum}")  # unwinds: every server is stopped
@@ -455,10 +586,13 @@ def main() -> None:
     started = time.monotonic()
     setup()
     scenarios = list(SCENARIOS)
+    workers = "rtserver" in SERVERS
     if os.environ.get("BENCH_SCENARIOS"):
-        scenarios = [s for s in scenarios if s in os.environ["BENCH_SCENARIOS"].split(",")]
-    if any(SCENARIOS[s].get("nodes", 1) > 1 for s in scenarios) and not shutil.which("redis-server"):
-        sys.exit("bench: redis-server is required for the cluster scenario (apt-get install redis-server)")
+        chosen = os.environ["BENCH_SCENARIOS"].split(",")
+        scenarios = [s for s in scenarios if s in chosen]
+        workers = workers and "workers" in chosen
+    if (workers or any(SCENARIOS[s].get("nodes", 1) > 1 for s in scenarios)) and not shutil.which("redis-server"):
+        sys.exit("bench: redis-server is required for the cluster and workers scenarios (apt-get install redis-server)")
     info = machine()
     log(f"machine: {info['nproc']} cores, {info['cpu']}, kernel {info['kernel']}; runs={RUNS} quick={QUICK}")
     raw: dict[str, dict[str, list[dict]]] = {s: {name: [] for name in SERVERS} for s in scenarios}
@@ -486,8 +620,10 @@ def main() -> None:
             info["loadavg_end"] = os.getloadavg()
             info["duration_s"] = round(time.monotonic() - started)
             write_results(info, scenarios, raw, None, runs_done=r + 1)
+    if workers:
+        compare_workers()
     prof = None
-    if os.environ.get("BENCH_PROFILE", "1") != "0" and "rtserver" in SERVERS:
+    if os.environ.get("BENCH_PROFILE", "1") != "0" and "rtserver" in SERVERS and scenarios:
         log("profiling rtserver under fanout_1000x200 with py-spy")
         try:
             prof = profile()
@@ -495,7 +631,8 @@ def main() -> None:
             prof = {"error": repr(exc)}
     info["loadavg_end"] = os.getloadavg()
     info["duration_s"] = round(time.monotonic() - started)
-    write_results(info, scenarios, raw, prof)
+    if scenarios:
+        write_results(info, scenarios, raw, prof)
 
 
 def write_results(info: dict, scenarios: list[str], raw: dict, prof: dict | None, runs_done: int = RUNS) -> None:

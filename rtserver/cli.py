@@ -30,6 +30,7 @@ from .dashboard import DashboardSetupError
 from .server import ListenError, announce_generated_secret, serve_until_signal
 from .store import SqliteStore, Store, StoreError, StoreUnavailable
 from .store.redis import RedisStore
+from .supervisor import WorkerSpec, supervise
 from .tls import TlsSetupError, load_context
 
 EXIT_CONFIG = 2
@@ -61,6 +62,12 @@ def duration(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+def worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers from 1 to 64")
+    return int(text)
+
+
 def bcrypt_rounds(text: str) -> int:
     if not text.isdigit() or not 4 <= int(text) <= 31:
         raise argparse.ArgumentTypeError(f"{text!r} is not a bcrypt cost from 4 to 31")
@@ -79,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--app", help="package.module:attribute of an rtserver.App (overrides app.module)")
     run.add_argument("--host", help="override server.host")
     run.add_argument("--port", type=int, help="override server.port")
+    run.add_argument("--workers", type=worker_count, help="override server.workers: worker processes on the one port (more than one needs [cluster])")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config", type=Path)
 
@@ -132,11 +140,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load_config(args: argparse.Namespace) -> config_mod.Config:
     config = config_mod.load(args.config)
-    if args.command == "serve" and (args.host or args.port is not None):
+    if args.command == "serve" and (args.host or args.port is not None or args.workers is not None):
         server = config_mod.unstructure(config)["server"]
         server["host"] = args.host or config.server.host
         server["port"] = args.port if args.port is not None else config.server.port
+        server["workers"] = args.workers or config.server.workers
         config = config_mod.structure(config_mod.unstructure(config) | {"server": server})
+    worker = WorkerSpec.from_environ()
+    if args.command == "serve" and worker is not None:
+        # Each worker is a node of the cluster, with a node id of its own.
+        cluster = config_mod.unstructure(config)["cluster"] | {"node_id": worker.node_id(config.cluster.node_id)}
+        config = config_mod.structure(config_mod.unstructure(config) | {"cluster": cluster})
     features.settings_for(config)  # the feature tables, checked by the layer that owns them
     return config
 
@@ -167,7 +181,11 @@ def tune_gc() -> None:
 
 
 def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
-    logs.setup(config.server.log_level, config.server.log_format)
+    worker = WorkerSpec.from_environ()
+    if worker is None:
+        logs.setup(config.server.log_level, config.server.log_format)
+    else:
+        logs.setup(config.server.log_level, config.server.log_format, {"worker": worker.index})
     app = None
     spec = args.app or config.app.module
     if spec:
@@ -177,15 +195,27 @@ def _serve(args: argparse.Namespace, config: config_mod.Config) -> int:
             print(f"cannot load app {spec!r}: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     _preflight(config)
+    if worker is None and config.server.workers > 1:
+        return _supervise(args, config)
     tune_gc()
     problems: list[str] = []
     try:
-        trio.run(serve_until_signal, config, app, lambda: _load_config(args))
+        trio.run(serve_until_signal, config, app, lambda: _load_config(args), worker)
     except* (ListenError, KeySetupError, StoreError, TlsSetupError, ClusterSetupError, DashboardSetupError) as group:
         problems = [str(exc) for exc in _leaves(group)]
     for problem in problems:
         print(f"start-up error: {problem}", file=sys.stderr)
     return EXIT_CONFIG if problems else 0
+
+
+def _supervise(args: argparse.Namespace, config: config_mod.Config) -> int:
+    """Start ``server.workers`` copies of this very command and look after them."""
+    command = [sys.executable, "-m", "rtserver", *args.argv]
+    try:
+        return trio.run(supervise, config.server.workers, command, config.server.host, config.server.port)
+    except OSError as exc:
+        print(f"start-up error: cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
@@ -363,6 +393,7 @@ def _hash_password(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "hash-password":
         return _hash_password(args)
     try:

@@ -41,6 +41,9 @@ class ServerConfig:
     shutdown_grace: float = attrs.field(default=2.0, validator=v.ge(0))
     #: Directory for the generated JWT secret and the SQLite store.
     data_dir: str = "data"
+    #: Worker processes on the one port (``serve --workers``); more than one
+    #: needs ``[cluster]``: each worker is a node.
+    workers: int = attrs.field(default=1, validator=[v.ge(1), v.le(64)])
 
 
 @attrs.frozen
@@ -445,7 +448,30 @@ def structure(data: Mapping[str, Any]) -> Config:
         config = _CONVERTER.structure(data, Config)
     except cattrs.BaseValidationError as exc:
         raise ConfigError(describe(exc)) from None
+    problems = _across_sections(config)
+    if problems:
+        raise ConfigError(problems)
     return config
+
+
+#: The largest request head a worker can hand to another (rtserver.http.handoff).
+MAX_HANDOFF_HEAD = 128 * 1024
+
+
+def _across_sections(config: Config) -> list[str]:
+    """What no single key's check can see."""
+    problems = []
+    workers = config.server.workers
+    if workers > 1 and not config.cluster.enabled:
+        problems.append(f"server.workers: {workers} workers need [cluster] redis_url (each worker is a node of the cluster)")
+    if workers > 1 and config.http.max_header_bytes > MAX_HANDOFF_HEAD:
+        # A request head and one read after it must fit one hand-off datagram.
+        problems.append(f"http.max_header_bytes: at most {MAX_HANDOFF_HEAD} with several workers")
+    if workers > 1 and config.tls.enabled:
+        problems.append(
+            f"server.workers: {workers} workers cannot share in-process TLS connections; terminate TLS in a proxy in front"
+        )
+    return problems
 
 
 def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

@@ -38,9 +38,24 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def setup(level: str, fmt: str) -> None:
+class _Context(logging.Filter):
+    """Adds the same fields to every line (a worker's index)."""
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        super().__init__()
+        self._fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.fields = {**self._fields, **(getattr(record, "fields", None) or {})}
+        return True
+
+
+def setup(level: str, fmt: str, context: dict[str, object] | None = None) -> None:
+    """Log lines to stdout; ``context``: fields every line carries."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if context:
+        handler.addFilter(_Context(context))
     root = logging.getLogger("rtserver")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -53,6 +53,9 @@ class Router:
             return self._engine.body_limit()
         return _SMALL_BODY
 
+    def owner(self, request: Request) -> int | None:
+        return self._engine.owner(request) if self._is_engine(request) else None
+
     async def handle(self, request: Request, peer_gone: PeerGone | None = None) -> Response:
         if self._is_engine(request):
             # Its own rules for every method (HEAD is not a poll: it would take frames).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from .cluster.presence import ClusterPresence
 from .config import Config, ConfigError
 from .engineio.server import EngineServer
 from .faults import supervise
+from .http.handoff import Handoff
 from .http.server import HttpServer
 from .hub import Hub
 from .metrics import Stats
@@ -35,6 +37,7 @@ from .socketio.server import SocketIOServer
 from .socketio.socket import event_frames
 from .store import SqliteStore, Store
 from .store.redis import RedisStore
+from .supervisor import WorkerSpec
 from .tls import TlsSetupError, load_context
 
 log = logging.getLogger("rtserver")
@@ -220,8 +223,13 @@ def _gauges(engine: EngineServer, hub: Hub, guard: Guard) -> dict[str, dict[str,
     return {"connections": transports, "sockets": hub.namespaces(), "counted": guard.counted()}
 
 
-async def serve(config: Config, app: App | None = None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until cancelled; ``task_status.started`` gets a :class:`RunningServer`."""
+async def serve(
+    config: Config, app: App | None = None, *, worker: WorkerSpec | None = None, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until cancelled; ``task_status.started`` gets a :class:`RunningServer`.
+
+    ``worker``: this process is one of a supervisor's workers (``serve --workers``).
+    """
     app = app if app is not None else App()
     dashboard.check(config)
     stats = Stats()
@@ -245,9 +253,12 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
         await recovery.load()
     tls = await trio.to_thread.run_sync(load_context, config.tls)
     try:
-        listeners = systemd.inherited_listeners() or await trio.open_tcp_listeners(
-            config.server.port, host=config.server.host
-        )
+        if worker is not None:
+            listeners = worker.listeners()
+        else:
+            listeners = systemd.inherited_listeners() or await trio.open_tcp_listeners(
+                config.server.port, host=config.server.host
+            )
     except OSError as exc:
         await local.close()
         raise ListenError(f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}") from None
@@ -260,7 +271,9 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             presence = Presence(config.presence, app, guard, store, nursery, stats.faults)
             presence.install(sio.builtins)
             sio.listeners.append(presence)
-            engine = EngineServer(config.engineio, sio.open_client, nursery, guard, stats)
+            engine = EngineServer(
+                config.engineio, sio.open_client, nursery, guard, stats, None if worker is None else worker.index
+            )
             stats.bind_gauges(lambda: _gauges(engine, hub, guard))
             nursery.start_soon(stats.watch_loop)
             if config.admin_ui.enabled:
@@ -280,14 +293,22 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
             engine_paths = config.engineio.paths + dashboard.engine_paths(config)
             http = HttpServer(config.http, Router(engine, engine_paths, api, stats, sio.bus, store), stats.faults)
             http.tls = tls
+            if worker is not None:
+                http.handoff = Handoff(worker.directory, worker.index)
+                stats.registry.register(http.handoff.collector())
             app.bind(sio)
             accept_scope = trio.CancelScope()
 
             async def accept(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                 with accept_scope:
-                    await trio.serve_listeners(
-                        http.handle_connection, listeners, handler_nursery=nursery, task_status=task_status
-                    )
+                    async with trio.open_nursery() as acceptors:
+                        if http.handoff is not None:
+                            # Connections other workers hand to this one.
+                            await acceptors.start(http.handoff.receive, http.handle_connection, nursery)
+                        await acceptors.start(
+                            functools.partial(trio.serve_listeners, http.handle_connection, listeners, handler_nursery=nursery)
+                        )
+                        task_status.started()
 
             await nursery.start(accept)
             if config.recovery.enabled and not config.cluster.enabled:
@@ -312,7 +333,10 @@ async def serve(config: Config, app: App | None = None, *, task_status: Any = tr
 
 
 async def serve_until_signal(
-    config: Config, app: App | None = None, reload_config: Callable[[], Config] | None = None
+    config: Config,
+    app: App | None = None,
+    reload_config: Callable[[], Config] | None = None,
+    worker: WorkerSpec | None = None,
 ) -> None:
     """Run :func:`serve` until SIGINT or SIGTERM (drain; a second one stops at
     once).  SIGHUP re-reads the configuration through ``reload_config``."""
@@ -320,10 +344,12 @@ async def serve_until_signal(
         async with trio.open_nursery() as nursery:
 
             async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-                await serve(config, app, task_status=task_status)
+                await serve(config, app, worker=worker, task_status=task_status)
                 nursery.cancel_scope.cancel()
 
             running: RunningServer = await nursery.start(run)
+            if worker is not None:
+                nursery.start_soon(_leave_with_supervisor, os.getppid())
             draining = False
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -336,6 +362,15 @@ async def serve_until_signal(
                 draining = True
                 log.info("shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
                 nursery.start_soon(running.drain, config.server.shutdown_grace)
+
+
+async def _leave_with_supervisor(supervisor: int) -> None:
+    """A worker whose supervisor is gone (killed) drains and exits, as if
+    told to by SIGTERM, rather than serving on unsupervised."""
+    while os.getppid() == supervisor:
+        await trio.sleep(1)
+    log.warning("the supervisor is gone, shutting down")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _reload(running: RunningServer, reload_config: Callable[[], Config]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import trio
 
@@ -60,8 +60,13 @@ def inherited_listeners(environ: Mapping[str, str] | None = None) -> list[trio.S
     pid = env.get("LISTEN_PID")
     if not count or not count.isdigit() or (pid and pid != str(os.getpid())):
         return []
+    return listeners_from_fds(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)))
+
+
+def listeners_from_fds(fds: Iterable[int]) -> list[trio.SocketListener]:
+    """Listening sockets from inherited descriptors (systemd's, or a supervisor's)."""
     listeners = []
-    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):
+    for fd in fds:
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))

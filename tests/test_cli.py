@@ -29,9 +29,10 @@ def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[Config
     calls: list[tuple[Config, App | None, tuple[str, str]]] = []
     log_setup: list[tuple[str, str]] = []
 
-    async def fake_serve(config: Config, app: App | None = None, reload_config=None) -> None:
-        # SIGHUP reads the same file with the same overrides.
+    async def fake_serve(config: Config, app: App | None = None, reload_config=None, worker=None) -> None:
+        # SIGHUP reads the same file with the same overrides; one process, no supervisor.
         assert reload_config is not None and reload_config() == config
+        assert worker is None
         calls.append((config, app, log_setup[-1]))
 
     monkeypatch.setattr(cli, "serve_until_signal", fake_serve)

@@ -42,9 +42,13 @@ function serverCpu() { // utime + stime of the server process(es), in seconds
   }
   return ticks / CLK_TCK;
 }
-function serverRss() { // bytes
-  const status = fs.readFileSync(`/proc/${opts.pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)[1]) * 1024;
+function serverRss() { // bytes, summed over the server's processes
+  let bytes = 0;
+  for (const pid of PIDS) {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    bytes += Number(/VmRSS:\s+(\d+) kB/.exec(status)[1]) * 1024;
+  }
+  return bytes;
 }
 function cpuMark() { return { wall: performance.now(), own: process.cpuUsage(), server: serverCpu() }; }
 function cpuSince(mark) {

@@ -38,6 +38,15 @@ class Gate(Protocol):
     def release(self, request: Request) -> None: ...
 
 
+def sid_worker(sid: str) -> int | None:
+    """The worker a session id names (``w<index>.<random>``), None for a
+    single process's ids (``token_urlsafe`` never writes a '.')."""
+    head, dot, _ = sid.partition(".")
+    if not dot or head[:1] != "w" or not head[1:].isdigit():
+        return None
+    return int(head[1:])
+
+
 def _error(error: EngineError, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     return json_response(error.status, {"code": int(error), "message": error.message}, headers)
 
@@ -58,8 +67,13 @@ class EngineServer:
         nursery: trio.Nursery,
         gate: Gate | None = None,
         stats: Stats | None = None,
+        worker: int | None = None,
     ) -> None:
         self.config = config
+        #: This process's index among the server's workers (None: the only process).
+        self.worker = worker
+        self._sid_prefix = "" if worker is None else f"w{worker}."
+
         self.stats = stats if stats is not None else Stats()
         self._open_handler = open_handler
         self._gate = gate
@@ -157,7 +171,7 @@ class EngineServer:
         return (("Set-Cookie", f"{name}={sid}; Path=/; HttpOnly; SameSite=Lax"),) if name else ()
 
     def _new_session(self, request: Request, transport: str) -> tuple[Session, str]:
-        sid = secrets.token_urlsafe(15)
+        sid = self._sid_prefix + secrets.token_urlsafe(15)
         session = (Session if self._protocol(request) == 4 else SessionV3)(self, sid, request, transport)
         self.sessions[sid] = session
         self.stats.handshakes[transport] += 1
@@ -169,6 +183,15 @@ class EngineServer:
             extra={"fields": {"sid": sid, "transport": transport, "remote": request.remote}},
         )
         return session, open_packet
+
+    def owner(self, request: Request) -> int | None:
+        """The other worker whose session ``request`` is for, if any: the
+        kernel spreads a client's connections over every worker."""
+        sid = request.query.get("sid")
+        if sid is None or self.worker is None:
+            return None
+        index = sid_worker(sid)
+        return None if index == self.worker else index
 
     # ---------------------------------------------------------- polling
     def body_limit(self) -> int:

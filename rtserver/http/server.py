@@ -20,6 +20,7 @@ import trio
 
 from ..config import HttpConfig
 from ..faults import report
+from .handoff import Handoff, request_bytes
 from .messages import Request, Response, error_response
 from .stream import ConnectionStream
 
@@ -45,6 +46,10 @@ class Router(Protocol):
         ...
 
     def body_limit(self, request: Request) -> int: ...
+
+    def owner(self, request: Request) -> int | None:
+        """The worker process that must answer ``request`` (None: this one)."""
+        ...
 
 
 class _ClientGone(Exception):
@@ -78,6 +83,8 @@ class HttpServer:
         self._faults: Counter[str] = faults if faults is not None else Counter()
         #: The TLS context new connections use; replaced on reload.
         self.tls: ssl.SSLContext | None = None
+        #: With several workers: passes a request another worker must answer to it.
+        self.handoff: Handoff | None = None
 
     async def _next_event(
         self,
@@ -148,14 +155,18 @@ class HttpServer:
             else:
                 raise _ClientGone
 
-    async def handle_connection(self, accepted: trio.abc.Stream) -> None:
-        """Serve one TCP connection; nothing that happens here leaves this task."""
+    async def handle_connection(self, accepted: trio.abc.Stream, already_read: bytes = b"") -> None:
+        """Serve one TCP connection; nothing that happens here leaves this task.
+
+        ``already_read``: what another worker read from it before handing it here.
+        """
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_bytes)
         remote = _peer(accepted)
         stream: ConnectionStream | None = None
         try:
             tls = None if self.tls is None else trio.SSLStream(accepted, self.tls, server_side=True, https_compatible=True)
             stream = ConnectionStream(accepted if tls is None else tls)
+            stream.push_back(already_read)
             if tls is not None:
                 with trio.move_on_after(self._config.read_timeout) as handshake:
                     await tls.do_handshake()
@@ -202,9 +213,12 @@ class HttpServer:
                     f"request head is larger than {self._config.max_header_bytes} bytes", head,
                 )
                 return
+            request_head = Request.from_head(event.method, event.target, event.headers, remote)
+            if self.handoff is not None and await self._hand_off(conn, stream, event, request_head):
+                return
             try:
                 request, response = await self._read_request(
-                    conn, stream, event, remote, trio.current_time() + self._config.read_timeout
+                    conn, stream, request_head, trio.current_time() + self._config.read_timeout
                 )
             except _RequestTimeout:
                 await self._refuse(conn, stream, 408, "request_timeout", "request not received in time", head)
@@ -246,18 +260,27 @@ class HttpServer:
         with contextlib.suppress(h11.LocalProtocolError, _ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
             await self._send(conn, stream, error_response(status, code, message, [("Connection", "close")]), head)
 
+    async def _hand_off(self, conn: h11.Connection, stream: ConnectionStream, event: h11.Request, request: Request) -> bool:
+        """Pass the connection to the worker that owns ``request``'s session,
+        if that is another one; whether it went (the owner answers from here on)."""
+        assert self.handoff is not None
+        owner = self._router.owner(request)
+        sock = stream.socket
+        if owner is None or sock is None:
+            return False
+        return await self.handoff.pass_connection(owner, sock, request_bytes(event) + conn.trailing_data[0] + stream.pending)
+
     async def _read_request(
-        self, conn: h11.Connection, stream: ConnectionStream, event: h11.Request, remote: str, deadline: float
+        self, conn: h11.Connection, stream: ConnectionStream, request: Request, deadline: float
     ) -> tuple[Request, None] | tuple[None, Response]:
         """Read the body by ``deadline``; an upgrade request is returned as it is (no body)."""
-        request = Request.from_head(event.method, event.target, event.headers, remote)
         if request.is_websocket_upgrade():
             return request, None
         limit = self._router.body_limit(request)
         body = await self._read_body(conn, stream, limit, deadline)
         if body is None:
             return None, error_response(413, "payload_too_large", f"request body is larger than {limit} bytes")
-        return Request(request.method, request.target, request.path, request.query, request.headers, remote, body), None
+        return Request(request.method, request.target, request.path, request.query, request.headers, request.remote, body), None
 
     async def _upgrade(
         self, conn: h11.Connection, stream: ConnectionStream, request: Request

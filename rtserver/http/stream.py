@@ -54,6 +54,16 @@ class ConnectionStream(trio.abc.Stream):
         self._prefix = data + self._prefix
 
     @property
+    def socket(self) -> trio.socket.SocketType | None:
+        """The plain socket under this stream (None over TLS)."""
+        return self._stream.socket if isinstance(self._stream, trio.SocketStream) else None
+
+    @property
+    def pending(self) -> bytes:
+        """What :meth:`push_back` gave that has not been read yet."""
+        return self._prefix
+
+    @property
     def busy(self) -> bool:
         """Whether a write is in progress (then nothing may jump ahead of it)."""
         return self._send_lock.locked()

@@ -7,6 +7,7 @@ running, what it logs, its descriptors and memory, and what survives a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -165,6 +166,16 @@ class ServerProcess:
             return await self.process.wait()
 
 
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started, listed under the thread that started
+    each (trio starts processes from worker threads)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def kill_started() -> None:
     """``kill -9`` every process started through :class:`ServerProcess` (or
     added to its ``started`` list) that still runs.  Synchronous, for a plain
@@ -179,7 +190,11 @@ def kill_started() -> None:
             args = [os.fsencode(a) for a in process.args]
             # A command run through ``sh -c 'exec "$@"'`` runs as its tail.
             if running and args[-len(running) :] == running:
+                workers = children(process.pid)  # a supervisor's (serve --workers)
                 os.kill(process.pid, signal.SIGKILL)
+                for pid in workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         except (FileNotFoundError, ProcessLookupError):
             continue  # gone already
     ServerProcess.started.clear()
