@@ -11,8 +11,9 @@ import re
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import trio
@@ -27,11 +28,14 @@ from .auth.keys import KeyRing, KeySetupError
 from .cluster.link import ClusterSetupError
 from .dashboard import DashboardSetupError
 from .server import ListenError, announce_generated_secret, serve_until_signal
-from .store import Store, StoreError
+from .store import SqliteStore, Store, StoreError, StoreUnavailable
+from .store.redis import RedisStore
 from .supervisor import WorkerSpec, supervise
 from .tls import TlsSetupError, load_context
 
 EXIT_CONFIG = 2
+
+T = TypeVar("T")
 CONFIG_ENV = "RTSERVER_CONFIG"
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -153,7 +157,7 @@ def _load_config(args: argparse.Namespace) -> config_mod.Config:
 
 def _preflight(config: config_mod.Config) -> None:
     """Open the store and read the keys once, so a bad setup fails before serving."""
-    Store.open_sync(config.server.data_dir)
+    SqliteStore.open_sync(config.server.data_dir)
     if config.auth.enabled:
         keys = KeyRing(config.auth, config.server.data_dir)
         keys.reload()
@@ -301,7 +305,7 @@ def _revoke(args: argparse.Namespace, config: config_mod.Config) -> int:
         status, text = _post(config, args.url, "/api/v1/admin/revoke", {"user": args.user})
     except OSError:
         # Not running: raise the version in the store; it applies at the next start.
-        version = Store.open_sync(config.server.data_dir).bump_token_version_sync(args.user)
+        version = trio.run(_in_store, config, lambda store: store.bump_token_version(args.user))
         print(orjson.dumps({"user": args.user, "tokenVersion": version, "disconnected": 0, "server": "not running"}).decode())
         return 0
     return _report(status, text)
@@ -337,17 +341,37 @@ def _publish(args: argparse.Namespace, config: config_mod.Config) -> int:
     return _report(status, text)
 
 
+async def _in_store(config: config_mod.Config, use: Callable[[Store], Awaitable[T]]) -> T:
+    """``use`` the configured store: the cluster's Redis, or the SQLite file."""
+    if not config.cluster.enabled:
+        store = await SqliteStore.open(config.server.data_dir)
+        try:
+            return await use(store)
+        finally:
+            await store.close()
+    shared = RedisStore(config.cluster.redis_url, config.cluster.prefix)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(shared.run)
+        try:
+            return await use(shared)
+        finally:
+            nursery.cancel_scope.cancel()
+
+
 def _users(args: argparse.Namespace, config: config_mod.Config) -> int:
-    store = Store.open_sync(config.server.data_dir)
-    if args.users_command == "add":
-        store.add_user_sync(args.user, args.tenant)
-    elif args.users_command == "remove":
-        if not store.remove_user_sync(args.user):
-            print(f"no such user: {args.user}", file=sys.stderr)
-            return 1
-    else:
-        for entry in store.list_users_sync():
-            print(f"{entry['user']}\t{entry['tenant'] or ''}")
+    try:
+        if args.users_command == "add":
+            trio.run(_in_store, config, lambda store: store.add_user(args.user, args.tenant))
+        elif args.users_command == "remove":
+            if not trio.run(_in_store, config, lambda store: store.remove_user(args.user)):
+                print(f"no such user: {args.user}", file=sys.stderr)
+                return 1
+        else:
+            for entry in trio.run(_in_store, config, lambda store: store.list_users()):
+                print(f"{entry['user']}\t{entry['tenant'] or ''}")
+    except StoreUnavailable as exc:
+        print(f"the store is unavailable: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

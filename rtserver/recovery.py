@@ -41,7 +41,7 @@ from .engineio.packets import Frame
 
 if TYPE_CHECKING:
     from .socketio.socket import Socket
-    from .store import Store
+    from .store import SqliteStore as Store
 
 log = logging.getLogger("rtserver.recovery")
 

@@ -5,7 +5,8 @@ recent log lines, the latest layout meant for a signage screen.  Kept in
 memory for replay and written through to the store before the caller goes on
 (the ``*_nowait`` forms update memory at once and hand back the store write,
 for callers that must not wait), so what a publisher was told is kept
-survives a restart.
+survives a restart.  It mirrors the store: loaded from it at start, and
+following other nodes' changes when the store is shared (a cluster).
 """
 
 from __future__ import annotations
@@ -31,22 +32,45 @@ async def _run(write: Write | None) -> None:
         await write()
 
 
+#: A backlog's length before its first append says how many entries to keep.
+_LOADED_LIMIT = 1000
+
+
 class Retained:
     def __init__(self, store: Store | None) -> None:
         self._store = store
         self._latest: dict[str, dict[str, Any]] = {}
         self._backlogs: dict[str, deque[tuple[int, str, Any]]] = {}
 
-    @classmethod
-    async def load(cls, store: Store | None, backlog_limit: int = 1000) -> Retained:
-        retained = cls(store)
-        if store is None:
-            return retained
+    # ------------------------------------------------------ store mirror
+    async def store_reloaded(self, store: Store) -> None:
+        latest: dict[str, dict[str, Any]] = {}
         for room, event, payload in await store.retained():
-            retained._latest.setdefault(room, {})[event] = orjson.loads(payload)
+            latest.setdefault(room, {})[event] = orjson.loads(payload)
+        backlogs: dict[str, deque[tuple[int, str, Any]]] = {}
         for room, seq, event, payload in await store.backlog():
-            retained._backlogs.setdefault(room, deque(maxlen=backlog_limit)).append((seq, event, orjson.loads(payload)))
-        return retained
+            backlog = backlogs.get(room)
+            if backlog is None:
+                old = self._backlogs.get(room)
+                backlog = backlogs[room] = deque(maxlen=old.maxlen if old is not None else _LOADED_LIMIT)
+            backlog.append((seq, event, orjson.loads(payload)))
+        self._latest, self._backlogs = latest, backlogs
+
+    def store_changed(self, kind: str, args: list[Any]) -> None:
+        """Another node kept, appended, trimmed or forgot: the same here, in memory only."""
+        if kind == "keep":
+            room, event, payload = args
+            self._latest.setdefault(room, {})[event] = orjson.loads(payload)
+        elif kind == "append":
+            room, seq, event, payload, limit = args
+            entry = (seq, event, orjson.loads(payload))
+            if entry not in self._backlogs.get(room, ()):  # also announced while reloading
+                self._remember(room, limit, entry)
+        elif kind == "trim":
+            self._trim(*args)
+        elif kind == "forget":
+            self._latest.pop(args[0], None)
+            self._backlogs.pop(args[0], None)
 
     def keep_nowait(self, room: str, event: str, payload: Any) -> Write | None:
         """Remember ``payload`` as the latest ``event`` of ``room`` now; returns
@@ -62,13 +86,17 @@ class Retained:
     def append_nowait(self, room: str, event: str, payload: Any, limit: int) -> Write | None:
         """Add to ``room``'s backlog now, keeping its last ``limit`` entries."""
         backlog = self._backlogs.get(room)
-        if backlog is None or backlog.maxlen != limit:
-            backlog = self._backlogs[room] = deque(backlog or (), maxlen=limit)
         seq = backlog[-1][0] + 1 if backlog else 1
-        backlog.append((seq, event, payload))
+        self._remember(room, limit, (seq, event, payload))
         if self._store is None:
             return None
         return functools.partial(self._store.append, room, seq, event, orjson.dumps(payload), limit)
+
+    def _remember(self, room: str, limit: int, entry: tuple[int, str, Any]) -> None:
+        backlog = self._backlogs.get(room)
+        if backlog is None or backlog.maxlen != limit:
+            backlog = self._backlogs[room] = deque(backlog or (), maxlen=limit)
+        backlog.append(entry)
 
     async def append(self, room: str, event: str, payload: Any, limit: int) -> None:
         await _run(self.append_nowait(room, event, payload, limit))
@@ -83,15 +111,18 @@ class Retained:
     def trim_nowait(self, room: str, upto: int) -> Write | None:
         """Drop ``room``'s backlog entries up to sequence number ``upto``
         (those a reader has had), keeping any added since."""
+        self._trim(room, upto)
+        if self._store is None:
+            return None
+        return functools.partial(self._store.trim_backlog, room, upto)
+
+    def _trim(self, room: str, upto: int) -> None:
         backlog = self._backlogs.get(room)
         if backlog is not None:
             while backlog and backlog[0][0] <= upto:
                 backlog.popleft()
             if not backlog:
                 del self._backlogs[room]
-        if self._store is None:
-            return None
-        return functools.partial(self._store.trim_backlog, room, upto)
 
     async def forget(self, room: str) -> None:
         await _run(self.forget_nowait(room))

@@ -14,6 +14,7 @@ after which a crash loses nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +58,11 @@ class Retention:
         self, namespace: str, event: str, args: tuple[Any, ...], rooms: list[str] | None, remote: bool = False
     ) -> None:
         """Called for every emit: keep what the configuration names.  An emit
-        from another node (``remote``) updates the latest values kept here;
-        an inbox is kept by the node the emit came from only."""
+        from another node (``remote``) updates the latest values kept here,
+        and is written by every node (the same value: a shared store ends
+        with the last one either way, and an emit from a Node.js server or
+        an emitter, which writes nothing, is kept too); an inbox is kept by
+        the node the emit came from only."""
         if namespace != "/" or not rooms:
             return
         if event in self._latest:
@@ -68,8 +72,20 @@ class Retention:
                 self._queue(self._retained.keep_nowait(_LATEST + room, event, list(args)))
         if event in self._inbox and not remote:
             for room in rooms:
-                if room.startswith("user:") and not self._sio.hub.members("/", [room]):
+                if not room.startswith("user:") or self._sio.hub.members("/", [room]):
+                    continue
+                if self._sio.bus is None:
                     self._queue(self._retained.append_nowait(_INBOX + room, event, list(args), self.config.inbox_size))
+                else:
+                    self._queue(functools.partial(self._keep_unless_elsewhere, room, event, list(args)))
+
+    async def _keep_unless_elsewhere(self, room: str, event: str, args: list[Any]) -> None:
+        """Clustered: keep an inbox event only if no node has a socket of the
+        user (one that did got it through the bus); a node that does not
+        answer in time counts as having none, so nothing is lost."""
+        found, _ = await self._sio.fetch_sockets("/", [room])
+        if not found:
+            await self._retained.append(_INBOX + room, event, args, self.config.inbox_size)
 
     def _queue(self, write: Write | None) -> None:
         """Memory is already up to date; the store write happens in order."""

@@ -14,6 +14,7 @@ from .engineio.server import EngineServer
 from .http.messages import Request, Response, error_response, json_response
 from .http.server import PeerGone
 from .metrics import Stats
+from .store import Store
 
 _SMALL_BODY = 64 * 1024
 
@@ -25,9 +26,16 @@ def _mount(path: str) -> str:
 
 class Router:
     def __init__(
-        self, engine: EngineServer, engine_paths: tuple[str, ...], api: ApiRouter, stats: Stats, cluster: RedisBus | None = None
+        self,
+        engine: EngineServer,
+        engine_paths: tuple[str, ...],
+        api: ApiRouter,
+        stats: Stats,
+        cluster: RedisBus | None = None,
+        store: Store | None = None,
     ) -> None:
         self._engine = engine
+        self._store = store
         self._api = api
         self._stats = stats
         self._cluster = cluster
@@ -68,12 +76,15 @@ class Router:
         return error_response(404, "not_found", f"no route for {request.path}")
 
     def health(self) -> dict[str, object]:
-        """``ok``; ``degraded`` while the cluster's Redis is unreachable (this
-        node still serves its own clients, so the answer stays 200)."""
+        """``ok``; ``degraded`` while the cluster's Redis is unreachable, for
+        its messages or for the shared store (this node still serves its own
+        clients and answers from what it knows, so the answer stays 200)."""
         if self._cluster is None:
             return {"status": "ok"}
         cluster = self._cluster.health()
-        return {"status": "ok" if cluster["redis"] == "up" else "degraded", "cluster": cluster}
+        store = self._store.health() if self._store is not None else None
+        up = cluster["redis"] == "up" and (store is None or store["store"] == "up")
+        return {"status": "ok" if up else "degraded", "cluster": cluster, **({"store": store} if store else {})}
 
     def websocket_handler(self, request: Request) -> Response | Callable[[trio.abc.Stream], Awaitable[None]]:
         if self._is_engine(request):

@@ -35,7 +35,8 @@ from .retention import Retention
 from .routes import Router
 from .socketio.server import SocketIOServer
 from .socketio.socket import event_frames
-from .store import Store
+from .store import SqliteStore, Store
+from .store.redis import RedisStore
 from .supervisor import WorkerSpec
 from .tls import TlsSetupError, load_context
 
@@ -233,15 +234,21 @@ async def serve(
     dashboard.check(config)
     stats = Stats()
     hub = Hub(stats)
-    store = await Store.open(config.server.data_dir)
+    local = await SqliteStore.open(config.server.data_dir)
+    store: Store = local
+    if config.cluster.enabled:
+        store = RedisStore(config.cluster.redis_url, config.cluster.prefix, stats.faults)
+        stats.registry.register(store.collector())
     keys = None
     if config.auth.enabled:
         keys = KeyRing(config.auth, config.server.data_dir)
         await trio.to_thread.run_sync(keys.reload)
         if keys.generated:
             announce_generated_secret(config)
-    guard = Guard(config, keys, store, await store.token_versions(), await store.device_tenants())
-    recovery = Recovery(config.recovery, store)
+    guard = Guard(config, keys, store)
+    retained = Retained(store)
+    store.mirrors += [guard, retained]
+    recovery = Recovery(config.recovery, local)
     if config.recovery.enabled and not config.cluster.enabled:
         await recovery.load()
     tls = await trio.to_thread.run_sync(load_context, config.tls)
@@ -253,11 +260,12 @@ async def serve(
                 config.server.port, host=config.server.host
             )
     except OSError as exc:
-        await store.close()
+        await local.close()
         raise ListenError(f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}") from None
     port = listeners[0].socket.getsockname()[1]
     try:
         async with _lingering_nursery(config.server.shutdown_grace) as handlers, trio.open_nursery() as nursery:
+            await nursery.start(store.run)  # the mirrors loaded (a shared store: degraded while Redis is down)
             sio = SocketIOServer(config.socketio, app, hub, guard, handlers, recovery)
             channels.install(sio.builtins, guard, config.channels)
             presence = Presence(config.presence, app, guard, store, nursery, stats.faults)
@@ -271,7 +279,6 @@ async def serve(
             if config.admin_ui.enabled:
                 admin_ui.install(config, sio, engine.sessions.values, stats, nursery)
             api = ApiRouter(guard, store, sio, presence, stats, engine.sessions.values)
-            retained = await Retained.load(store)
             if config.retention.latest or config.retention.inbox:
                 retention = Retention(config.retention, retained, sio)
                 sio.retention = retention
@@ -284,7 +291,7 @@ async def serve(
             if config.cluster.enabled:
                 await nursery.start(_join_cluster, config, sio, guard, presence, stats)
             engine_paths = config.engineio.paths + dashboard.engine_paths(config)
-            http = HttpServer(config.http, Router(engine, engine_paths, api, stats, sio.bus), stats.faults)
+            http = HttpServer(config.http, Router(engine, engine_paths, api, stats, sio.bus, store), stats.faults)
             http.tls = tls
             if worker is not None:
                 http.handoff = Handoff(worker.directory, worker.index)
@@ -322,7 +329,7 @@ async def serve(
         with trio.CancelScope(shield=True):
             # Every connection has closed (and its session was kept): write them.
             await recovery.flush()
-            await store.close()
+            await local.close()
 
 
 async def serve_until_signal(

@@ -128,15 +128,10 @@ async def setup(start_server, nursery):
 @pytest.fixture
 async def redis(tmp_path: Path) -> Any:
     """A redis-server of this test's own (see support.redis); stopped afterwards."""
-    from support.redis import RedisServer
+    from support.redis import running
 
-    server = RedisServer(tmp_path / "redis")
-    await server.start()
-    try:
+    async with running(tmp_path / "redis") as server:
         yield server
-    finally:
-        with trio.CancelScope(shield=True):
-            await server.stop()
 
 
 @pytest.fixture

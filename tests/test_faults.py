@@ -24,7 +24,7 @@ from rtserver import App
 from rtserver.api.status import StatusRoutes
 from rtserver.http.messages import Request
 from rtserver.socketio.client import Client
-from rtserver.store import Store
+from rtserver.store import SqliteStore as Store
 
 API_KEY = "k" * 32
 

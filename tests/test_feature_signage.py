@@ -348,3 +348,17 @@ async def test_example_config_and_heartbeat(start_server: Any) -> None:
     code, headers = await trio.to_thread.run_sync(preflight)
     assert code == 204 and headers["Access-Control-Allow-Origin"] == "https://wall.example"
     assert "Authorization" in headers["Access-Control-Allow-Headers"]
+
+
+async def test_a_registration_survives_a_restart(start_server: Any) -> None:
+    """Kept in the store: a screen reconnecting after the server restarted
+    is accepted with its connectionId and joins its channels."""
+    server, _ = await start(start_server)
+    reg = success(await http(server.port, "POST", f"{P}/connect", {"deviceId": "screen-1", "channels": ["alerts"]}, key=DAVE))
+    server.shutdown()
+    await trio.sleep(0.1)
+    server, app = await start(start_server)
+    client = await LiveClient(server.port).connect({"token": DAVE, "connectionId": reg["connectionId"]})
+    [socket] = app.sockets()
+    assert socket.rooms - {socket.sid} == {"tenant:acme", "user:dave", "device:screen-1", "tenant:acme:alerts"}
+    await client.disconnect()

@@ -37,6 +37,11 @@ class ApiError(Exception):
         return error_response(self.status, self.code, self.message)
 
 
+def unavailable(exc: Exception) -> ApiError:
+    """A write the store could not keep: 503, nothing acknowledged."""
+    return ApiError(503, "store_unavailable", f"the store cannot keep this right now ({exc}); it was not stored")
+
+
 def parse_body(request: Request, kind: type[T]) -> T:
     """Decode a JSON body into ``kind``; a 400 naming the field otherwise."""
     if not request.body:

@@ -11,9 +11,9 @@ from ..http.messages import Request, Response, error_response
 from ..metrics import Stats
 from ..presence import Presence
 from ..socketio.server import SocketIOServer
-from ..store import Store
+from ..store import Store, StoreUnavailable
 from .admin import AdminRoutes
-from .common import Access, ApiError, Call, CallerAuth, Handler
+from .common import Access, ApiError, Call, CallerAuth, Handler, unavailable
 from .publish import PublishRoutes
 from .status import StatusRoutes
 
@@ -83,3 +83,5 @@ class ApiRouter:
             return await handler(Call(request, params, caller))
         except ApiError as exc:
             return exc.response()
+        except StoreUnavailable as exc:
+            return unavailable(exc).response()

@@ -22,6 +22,7 @@ import attrs
 
 from ..config import Config, LimitsConfig
 from ..http.messages import Request
+from ..store import StoreUnavailable
 from . import rules, tokens
 from .errors import Refusal
 from .identity import Identity, anonymous, from_claims
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtserver.auth")
 
 _ABUSE_WINDOW = 60.0
+#: Revocations announced by the store whose kicks wait to be counted.
+_KICKS_KEPT = 1000
 
 
 def remote_host(request: Request) -> str:
@@ -48,16 +51,17 @@ class Guard:
         config: Config,
         keys: KeyRing | None,
         store: Store | None,
-        token_versions: dict[str, int] | None = None,
-        device_tenants: dict[str, str | None] | None = None,
     ) -> None:
         self.config = config
         self.auth = config.auth
         self.limits = config.limits
         self.keys = keys
         self.store = store
-        self._token_versions = token_versions or {}
-        self._device_tenants = device_tenants or {}
+        #: Mirrors of the store's (see :meth:`store_reloaded`).
+        self._token_versions: dict[str, int] = {}
+        self._device_tenants: dict[str, str | None] = {}
+        #: (user, version) -> sockets kicked when the store announced that revocation.
+        self._kicked_on_notice: dict[tuple[str, int], int] = {}
         self._handshakes = KeyedBuckets(self.limits.handshakes_per_second, self.limits.handshake_burst)
         self._per_address = Tally()
         self._per_user = Tally()
@@ -126,8 +130,13 @@ class Guard:
         identity = from_claims(tokens.verify(token, self.keys, self.auth), self.auth.claims)
         if self.auth.revocation and identity.token_version < self._token_versions.get(identity.user, 0):
             raise Refusal("token_revoked", "token has been revoked")
-        if self.auth.check_user_exists and self.store is not None and not await self.store.user_exists(identity.user):
-            raise Refusal("user_unknown", "user is not known")
+        if self.auth.check_user_exists and self.store is not None:
+            try:
+                known = await self.store.user_exists(identity.user)
+            except StoreUnavailable:
+                raise Refusal("store_unavailable", "the user table cannot be read right now; try again", 503) from None
+            if not known:
+                raise Refusal("user_unknown", "user is not known")
         return identity
 
     def _presented_device(self, socket: Socket, request: Request) -> str | None:
@@ -197,12 +206,44 @@ class Guard:
             current = self._token_versions.get(user, 0)
             version = current + 1 if version is None else max(version, current)
         self._token_versions[user] = version
+        return version, self._kick_revoked(user, version) + self._kicked_on_notice.pop((user, version), 0)
+
+    def _kick_revoked(self, user: str, version: int) -> int:
         kicked = 0
         for socket in self.sockets_of(user):
             if socket.identity is not None and socket.identity.token_version < version:
                 self.kick(socket, Refusal("token_revoked", "token has been revoked"))
                 kicked += 1
-        return version, kicked
+        return kicked
+
+    # ------------------------------------------------------ store mirror
+    def store_changed(self, kind: str, args: list[Any]) -> None:
+        """Another node revoked a user's tokens, or registered a device."""
+        if kind == "token":
+            user, version = args
+            if version > self._token_versions.get(user, 0):
+                self._token_versions[user] = version
+                kicked = self._kick_revoked(user, version)
+                if kicked:
+                    # Counted in the answer to the revoking node's request, if it comes.
+                    self._kicked_on_notice[(user, version)] = kicked
+                    while len(self._kicked_on_notice) > _KICKS_KEPT:
+                        del self._kicked_on_notice[next(iter(self._kicked_on_notice))]
+        elif kind == "device":
+            device, tenant = args
+            self._device_tenants[device] = tenant
+
+    async def store_reloaded(self, store: Store) -> None:
+        """Take the store's token versions and device tenants; a higher
+        version known here (written while the store had lost it) is written
+        back, so a revocation is never undone."""
+        stored = await store.token_versions()
+        for user, version in list(self._token_versions.items()):
+            if version > stored.get(user, 0):
+                stored[user] = await store.raise_token_version(user, version)
+        for user, version in stored.items():
+            self.store_changed("token", [user, version])
+        self._device_tenants.update(await store.device_tenants())
 
     # ------------------------------------------------------- event level
     def new_event_bucket(self) -> TokenBucket:

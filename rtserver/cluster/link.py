@@ -59,9 +59,20 @@ def _reason(exc: BaseException) -> str:
 
 class RedisLink:
     def __init__(
-        self, url: str, channels: list[str], patterns: list[str], on_message: OnMessage, faults: Counter[str] | None = None
+        self,
+        url: str,
+        channels: list[str],
+        patterns: list[str],
+        on_message: OnMessage,
+        faults: Counter[str] | None = None,
+        *,
+        logger: logging.Logger = log,
+        lost: str = "cross-node messages are dropped until it is back; local delivery goes on",
     ) -> None:
         self.url = url
+        self._log = logger
+        #: What the "redis unreachable" line says this means.
+        self._lost = lost
         #: Where unexpected failures are counted (rtserver.faults).
         self._faults: Counter[str] = faults if faults is not None else Counter()
         self._channels = channels
@@ -218,9 +229,11 @@ class RedisLink:
         self._was_up = True
         fields = {"redis": redacted(self.url)}
         if self.outages:
-            log.warning("redis connection restored", extra={"fields": {**fields, "down_s": round(time.time() - self.since, 1)}})
+            self._log.warning(
+                "redis connection restored", extra={"fields": {**fields, "down_s": round(time.time() - self.since, 1)}}
+            )
         else:
-            log.info("redis connected", extra={"fields": fields})
+            self._log.info("redis connected", extra={"fields": fields})
         self.up, self.error, self.since = True, None, time.time()
         for callback in self.on_up:
             callback()
@@ -228,8 +241,8 @@ class RedisLink:
     def _down(self, reason: str) -> None:
         """Record a failed or lost connection; logged on the change only."""
         if self.up or not self.outages:
-            log.error(
-                "redis unreachable: cross-node messages are dropped until it is back; local delivery goes on",
+            self._log.error(
+                f"redis unreachable: {self._lost}",
                 extra={"fields": {"redis": redacted(self.url), "error": reason}},
             )
             self.since = time.time()

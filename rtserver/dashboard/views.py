@@ -16,6 +16,7 @@ from attrs import validators as v
 
 from ..features.signage import latest_layout
 from ..nodeinfo import describe, peer
+from ..store import StoreUnavailable
 from ..version import __version__
 from .activity import Activity, address
 from .redaction import preview, redact
@@ -187,7 +188,10 @@ class Views:
             tenant = next((t for t in tenants if t in with_devices), tenants[0] if tenants else None)
         if tenant is None:
             return {"tenants": tenants, "tenant": None, "total": 0, "devices": [], "signage": self._layout_event is not None}
-        stored = {row[0]: row for row in await self._store.devices(tenant)}
+        try:
+            stored = {row[0]: row for row in await self._store.devices(tenant)}
+        except StoreUnavailable:
+            stored = {}  # the cluster's store is away: what this node knows
         ids = set(stored) | {d for d, t in registry.items() if t == tenant}
         live: dict[str, list[Socket]] = {}
         for s in self._sockets():

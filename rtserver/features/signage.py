@@ -21,7 +21,9 @@ The document's clients talk to the server in two steps, through a wrapper
 What rtserver expects from such a wrapper: call ``connect`` first and pass the
 returned ``connectionId`` (and the same JWT) in the socket's ``auth``; keep
 the same ``auth`` object for automatic reconnections (the registration stays
-valid until ``disconnect`` or ``registration_ttl`` seconds without a socket);
+valid until ``disconnect`` or ``registration_ttl`` seconds without a socket;
+it is kept in the store, so it survives a restart and every node of a
+cluster accepts it);
 map ``on``/``off`` to ``socket.on``/``off`` (handlers receive the event's
 single argument: the broadcast's ``data``, or the layout/content/device
 payload); map ``send``, ``sendLayoutUpdate``, ``sendContentSync``,
@@ -86,15 +88,17 @@ from typing import Any
 import attrs
 import orjson
 
-from ..api.common import CONVERTER, ApiError, Call, CallerAuth, parse_body
+from ..api.common import CONVERTER, ApiError, Call, CallerAuth, parse_body, unavailable
 from ..auth import rules
 from ..auth.errors import Refusal
 from ..auth.identity import Identity
+from ..faults import guarded
 from ..http.messages import Request, Response, json_response
 from ..presence import iso
 from ..retained import Retained
 from ..socketio.packets import RESERVED_EVENTS
 from ..socketio.socket import Socket
+from ..store import Store, StoreUnavailable
 from . import Context
 from .common import tenant_sids
 
@@ -254,12 +258,56 @@ class Signage:
         return self.ctx.app.emit(event, payload, to=sids) if sids else 0
 
     def _sweep(self) -> None:
+        """Forget idle registrations here (the store expires its copy by itself)."""
         cutoff = time.monotonic() - self.settings.registration_ttl
         for reg in list(self.registrations.values()):
             if not reg.sockets and reg.idle_since is not None and reg.idle_since < cutoff:
                 del self.registrations[reg.id]
 
-    def _end(self, reg: Registration) -> int:
+    async def _find(self, conn_id: str) -> Registration | None:
+        """A registration made here, or on another node / before a restart (from the store)."""
+        self._sweep()
+        reg = self.registrations.get(conn_id)
+        if reg is not None:
+            return reg
+        body = await self.ctx.store.registration(conn_id)
+        if body is None:
+            return None
+        fields = orjson.loads(body)
+        reg = self.registrations[conn_id] = Registration(
+            conn_id, fields["tenant"], fields["user"], fields["device"], tuple(fields["custom"]), fields["channels"],
+            idle_since=time.monotonic(),
+        )
+        return reg
+
+    def _stored(self, reg: Registration, idle: bool) -> Awaitable[None]:
+        """Write a registration to the store: expiring ``registration_ttl``
+        from now while idle, kept while a socket uses it."""
+        body = orjson.dumps({"tenant": reg.tenant, "user": reg.user, "device": reg.device, "custom": reg.custom,
+                             "channels": reg.channels})
+        return self.ctx.store.save_registration(reg.id, body, self.settings.registration_ttl if idle else None)
+
+    def _in_background(self, what: str, write: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self.ctx.sio.nursery.start_soon(guarded, self.ctx.sio.hub.stats.faults, what, write, *args)
+
+    # ------------------------------------------------------ store mirror
+    def store_changed(self, kind: str, args: list[Any]) -> None:
+        """Another node ended a registration: its sockets here end too."""
+        if kind == "unregister":
+            reg = self.registrations.pop(args[0], None)
+            for socket in list(reg.sockets if reg is not None else ()):
+                socket.disconnect()
+
+    async def store_reloaded(self, store: Store) -> None:
+        """Back from an outage: registrations ended meanwhile end here too."""
+        for reg in list(self.registrations.values()):
+            if await store.registration(reg.id) is None:
+                self.store_changed("unregister", [reg.id])
+
+    async def _end(self, reg: Registration) -> int:
+        """Forget a registration (in the store first: no node may accept it
+        again) and end its sockets here."""
+        await self.ctx.store.drop_registration(reg.id)
         self.registrations.pop(reg.id, None)
         sockets = list(reg.sockets)
         for socket in sockets:
@@ -298,11 +346,12 @@ class Signage:
             idle = sorted((r for r in mine if not r.sockets), key=lambda r: r.idle_since or 0.0)
             if not idle:
                 raise ApiError(429, "too_many_registrations", "too many live connections for this user")
-            del self.registrations[idle[0].id]
+            await self.ctx.store.drop_registration(idle[0].id)
+            self.registrations.pop(idle[0].id, None)
         conn_id = f"conn_{int(time.time() * 1000)}_{''.join(secrets.choice(_ALPHABET) for _ in range(12))}"
-        self.registrations[conn_id] = Registration(
-            conn_id, identity.tenant, identity.user, device, tuple(custom), channels, idle_since=time.monotonic()
-        )
+        reg = Registration(conn_id, identity.tenant, identity.user, device, tuple(custom), channels, idle_since=time.monotonic())
+        await self._stored(reg, idle=True)  # before answering: any node (or this one restarted) accepts it
+        self.registrations[conn_id] = reg
         return _ok({"connectionId": conn_id, "channels": channels})
 
     async def disconnect(self, call: Call) -> Response:
@@ -312,19 +361,19 @@ class Signage:
         if body.connectionId is None and body.deviceId is None:
             raise ApiError(400, "invalid_body", "body: give connectionId and/or deviceId")
         if body.connectionId is not None:
-            reg = self.registrations.get(body.connectionId)
+            reg = await self._find(body.connectionId)
             if reg is None or reg.tenant != tenant or (reg.user != identity.user and not self._admin(identity)):
                 raise ApiError(404, "unknown_connection", "body.connectionId: no such connection")
             if body.deviceId is not None and body.deviceId != reg.device:
                 raise ApiError(400, "device_mismatch", "body.deviceId: not the device of this connection")
-            return _ok({"connectionId": reg.id, "disconnected": self._end(reg)})
+            return _ok({"connectionId": reg.id, "disconnected": await self._end(reg)})
         device = _text(body.deviceId, "deviceId")
         assert device is not None
         if device not in identity.devices and not (self._admin(identity) and self.device_tenant(device) == tenant):
             raise ApiError(403, "forbidden", "rule device: only the device's owner or a tenant admin may disconnect it")
         ended = 0
         for reg in [r for r in self.registrations.values() if r.tenant == tenant and r.device == device]:
-            ended += self._end(reg)
+            ended += await self._end(reg)
         for socket in self.ctx.app.sockets(f"device:{device}"):
             if socket.identity is not None and socket.identity.tenant == tenant:
                 socket.disconnect()
@@ -422,7 +471,7 @@ class Signage:
         })
 
     # ------------------------------------------------------------ sockets
-    def middleware(self, socket: Socket, auth: Any) -> None:
+    async def middleware(self, socket: Socket, auth: Any) -> None:
         """A socket presenting a connectionId joins exactly its registration's channels."""
         field = self.settings.connection_field
         conn_id = auth.get(field) if isinstance(auth, dict) else None
@@ -431,8 +480,10 @@ class Signage:
             return
         if not isinstance(conn_id, str):
             raise Refusal("invalid_connection", f"{field} is a string", 400)
-        self._sweep()
-        reg = self.registrations.get(conn_id)
+        try:
+            reg = await self._find(conn_id)
+        except StoreUnavailable:
+            raise Refusal("store_unavailable", "the connectionId cannot be checked right now; try again", 503) from None
         identity = socket.identity
         assert identity is not None
         if reg is None:
@@ -455,6 +506,8 @@ class Signage:
         reg = self.registrations.get(socket.data.get(_CONNECTION_KEY, ""))
         if reg is None:
             return
+        if not reg.sockets:
+            self._in_background("signage registration write", self._stored, reg, False)
         reg.sockets.add(socket)
         reg.idle_since = None
         if reg.device is not None:
@@ -466,6 +519,7 @@ class Signage:
             reg.sockets.discard(socket)
             if not reg.sockets:
                 reg.idle_since = time.monotonic()
+                self._in_background("signage registration write", self._stored, reg, True)
 
     def _replay_layout(self, socket: Socket, tenant: str, device: str) -> None:
         """Send the newest layout meant for the device: its own, or the tenant's."""
@@ -511,6 +565,7 @@ def _cors(ctx: Context, request: Request) -> tuple[tuple[str, str], ...]:
 
 def install(ctx: Context, settings: Settings) -> None:
     signage = Signage(ctx, settings)
+    ctx.store.mirrors.append(signage)
     ctx.handlers.use(signage.middleware)
     ctx.sio.listeners.append(signage)
 
@@ -523,6 +578,9 @@ def install(ctx: Context, settings: Settings) -> None:
                 response = await handler(Call(call.request, call.params, caller))
             except ApiError as exc:
                 response = _fail(exc.status, exc.code, exc.message)
+            except StoreUnavailable as exc:
+                error = unavailable(exc)
+                response = _fail(error.status, error.code, error.message)
             return attrs.evolve(response, headers=response.headers + _cors(ctx, call.request))
 
         return run

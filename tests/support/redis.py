@@ -1,6 +1,8 @@
 """A real redis-server (Debian's) of a test's own: a free loopback port, a
-temporary directory, no persistence; stopped and started again on the same
-port to cut a cluster off Redis and bring it back."""
+temporary directory, no persistence unless asked (``appendonly``: every
+write fsynced before Redis answers, as a store that must lose nothing needs);
+stopped and started again on the same port to cut a cluster off Redis and
+bring it back."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -28,9 +32,10 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, appendonly: bool = False) -> None:
         assert REDIS_SERVER is not None, "redis-server is required in CI (.ci/run installs it)"
         self.directory = directory
+        self.appendonly = appendonly
         self.port = free_port()
         self.process: trio.Process | None = None
 
@@ -41,7 +46,8 @@ class RedisServer:
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = await trio.lowlevel.open_process(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
              "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -84,3 +90,15 @@ class RedisServer:
         """PUBLISH; how many subscribers got it."""
         reply = await self.command("PUBLISH", channel, payload)
         return int(reply[1:].split(b"\r\n")[0])
+
+
+@asynccontextmanager
+async def running(directory: Path, appendonly: bool = False) -> AsyncIterator[RedisServer]:
+    """A started :class:`RedisServer`, stopped at the end (even when cancelled)."""
+    server = RedisServer(directory, appendonly)
+    await server.start()
+    try:
+        yield server
+    finally:
+        with trio.CancelScope(shield=True):
+            await server.stop()

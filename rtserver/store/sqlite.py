@@ -1,9 +1,9 @@
-"""The embedded store: SQLite (WAL) in the data directory.
+"""The single-node store: SQLite (WAL) in the data directory.
 
 All SQLite work runs in a worker thread, one call at a time (a capacity
 limiter of one), so the event loop never blocks on disk.  The schema version
 lives in ``PRAGMA user_version``; :data:`MIGRATIONS` brings an older file up
-to date.
+to date.  A clustered node keeps one too, for its own recovery history.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import trio
+
+from .base import DeviceRow, Store, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -47,11 +49,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE sessions (pid TEXT PRIMARY KEY, body BLOB NOT NULL, disconnected_at REAL NOT NULL);
     """,
+    """
+    CREATE TABLE registrations (key TEXT PRIMARY KEY, body BLOB NOT NULL, expires_at REAL);
+    """,
 ]
-
-
-class StoreError(Exception):
-    """The data directory or database cannot be used."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -72,10 +73,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise StoreError(f"{path}: {exc.strerror}") from None
 
 
-def _threaded(sync: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[Store, P], Awaitable[T]]:
+def _threaded(sync: Callable[Concatenate[SqliteStore, P], T]) -> Callable[Concatenate[SqliteStore, P], Awaitable[T]]:
     """The async twin of a ``*_sync`` method: the same call, in the store's worker thread."""
 
-    async def threaded(self: Store, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def threaded(self: SqliteStore, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(functools.partial(sync, self, *args, **kwargs))
 
     threaded.__name__ = threaded.__qualname__ = sync.__name__.removesuffix("_sync")
@@ -83,23 +84,32 @@ def _threaded(sync: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[
     return threaded
 
 
-class Store:
+class SqliteStore(Store):
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        super().__init__()
         self._db = db
         self.path = path
         self._limiter = trio.CapacityLimiter(1)
 
     @classmethod
-    def open_sync(cls, data_dir: str) -> Store:
+    def open_sync(cls, data_dir: str) -> SqliteStore:
         path = Path(data_dir) / DB_NAME
         return cls(_connect(path), path)
 
     @classmethod
-    async def open(cls, data_dir: str) -> Store:
+    async def open(cls, data_dir: str) -> SqliteStore:
         return await trio.to_thread.run_sync(cls.open_sync, data_dir)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from None
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Load the mirrors once: nobody else writes this file."""
+        await self._reload_mirrors()
+        task_status.started()
 
     async def close(self) -> None:
         await self._run(self._db.close)
@@ -173,7 +183,7 @@ class Store:
 
     save_device = _threaded(save_device_sync)
 
-    def devices_sync(self, tenant: str | None = None) -> list[tuple[str, str | None, str, str, float]]:
+    def devices_sync(self, tenant: str | None = None) -> list[DeviceRow]:
         """Registered devices (of one tenant): (device, tenant, owner, status, last_seen) rows."""
         query = "SELECT device_id, tenant, owner, status, last_seen FROM devices"
         if tenant is None:
@@ -225,6 +235,32 @@ class Store:
             self._db.execute("DELETE FROM backlog WHERE room = ? AND seq <= ?", (room, upto))
 
     trim_backlog = _threaded(trim_backlog_sync)
+
+    # ---------------------------------------------------- registrations
+    def registration_sync(self, key: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT body FROM registrations WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, time.time())
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    registration = _threaded(registration_sync)
+
+    def save_registration_sync(self, key: str, body: bytes, ttl: float | None) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            now = time.time()
+            self._db.execute("DELETE FROM registrations WHERE expires_at <= ?", (now,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO registrations (key, body, expires_at) VALUES (?, ?, ?)",
+                (key, body, None if ttl is None else now + ttl),
+            )
+
+    save_registration = _threaded(save_registration_sync)
+
+    def drop_registration_sync(self, key: str) -> None:
+        self._db.execute("DELETE FROM registrations WHERE key = ?", (key,))
+
+    drop_registration = _threaded(drop_registration_sync)
 
     # ---------------------------------------------------------- recovery
     def recovery_state_sync(self, since: float) -> tuple[list[tuple[Any, ...]], list[bytes], int]:
