@@ -231,12 +231,21 @@ class Presence:
             self._save_device(key, status, now)
 
     def _save_device(self, key: Key, status: str, now: float) -> None:
+        if self._store is not None:
+            self._nursery.start_soon(guarded, self._faults, "device status write", self._write_device, key, status, now)
+
+    async def _write_device(self, key: Key, status: str, now: float) -> None:
+        assert self._store is not None
+        tenant, device = key
         owner = self._device_owner.get(key)
-        if self._store is not None and owner is not None:
-            # (A device announced for a node that died is not known here: its row stays as that node wrote it.)
-            self._nursery.start_soon(
-                guarded, self._faults, "device status write", self._store.save_device, key[1], key[0], owner, status, now
-            )
+        if owner is None:
+            # A device announced for a node that died: its owner as the
+            # (shared) store knows it; never seen anywhere, nothing to write.
+            rows = await self._store.devices(tenant)
+            owner = next((row[2] for row in rows if row[0] == device), None)
+            if owner is None:
+                return
+        await self._store.save_device(device, tenant, owner, status, now)
 
     # --------------------------------------------------------- queries
     def user_entry(self, tenant: str, user: str) -> dict[str, Any]:

@@ -142,6 +142,11 @@ async def test_killed_node_has_its_users_and_devices_announced_offline(start_ser
         assert trio.current_time() - killed < timeout * 4 / 3 + 2.0
         assert await presence_of(a.port, "alice") == "offline"
         assert await events_about(watcher, "user:offline", "alice", 0.5) == []
+        # Written to the shared device table by the node that announced it
+        # (its owner read from the store: this node never saw the device's socket).
+        with trio.fail_after(10):
+            while [row[3] for row in await a.sio.guard.store.devices("acme") if row[0] == "screen-1"] != ["offline"]:
+                await trio.sleep(0.05)
     finally:
         if process.returncode is None:
             process.kill()
