@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -210,6 +210,13 @@ class PresenceConfig:
     #: Built-in socket events: query online users (ack), set one's status text.
     query_event: str = "presence"
     status_event: str = "presence:status"
+
+
+def name_test(names: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether an event name is among configured ``names`` ("*": every name)."""
+    if "*" in names:
+        return lambda _name: True
+    return frozenset(names).__contains__
 
 
 @attrs.frozen

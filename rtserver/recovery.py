@@ -36,7 +36,7 @@ import attrs
 import orjson
 import trio
 
-from .config import RecoveryConfig
+from .config import RecoveryConfig, name_test
 from .engineio.packets import Frame
 
 if TYPE_CHECKING:
@@ -108,16 +108,12 @@ class Recovery:
         self._unsaved_history: list[Entry] = []
         self._unsaved_sessions: dict[str, Saved] = {}
         self._dropped: list[str] = []
-        self._all_events = "*" in config.events
-        self._events = frozenset(config.events)
+        #: Whether an event goes into the history (``recovery.events``).
+        self.keeps = name_test(config.events)
 
     @property
     def enabled(self) -> bool:
         return self.config.enabled
-
-    def keeps(self, event: str) -> bool:
-        """Whether ``event`` goes into the history (``recovery.events``)."""
-        return self._all_events or event in self._events
 
     async def load(self) -> None:
         if self._store is None:

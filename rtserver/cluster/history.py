@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ..config import RecoveryConfig
+from ..config import RecoveryConfig, name_test
 from ..engineio.packets import Frame
 from . import wire
 from .link import RedisLink
@@ -96,8 +96,7 @@ class SharedRecovery:
         self.limit = limit
         self.stream = f"{prefix}-rtserver-history"
         self._session_prefix = f"{self.stream}#session#"
-        self._all_events = "*" in config.events
-        self._events = frozenset(config.events)
+        self.keeps = name_test(config.events)
         #: The last entry this node has delivered (None until its reader started).
         self.position: Position | None = None
         #: Sessions of dropped sockets not in Redis yet.
@@ -116,9 +115,6 @@ class SharedRecovery:
     @property
     def enabled(self) -> bool:
         return True
-
-    def keeps(self, event: str) -> bool:
-        return self._all_events or event in self._events
 
     @property
     def seq(self) -> str:

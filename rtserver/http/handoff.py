@@ -79,10 +79,7 @@ class Handoff:
         """Bind this worker's socket and serve every connection handed to it
         in ``nursery`` (``serve(stream, already_read)``) until cancelled."""
         path = socket_path(self.directory, self.index)
-        try:
-            os.unlink(path)  # left by this worker's previous life
-        except FileNotFoundError:
-            pass
+        Path(path).unlink(missing_ok=True)  # left by this worker's previous life
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             await sock.bind(path)

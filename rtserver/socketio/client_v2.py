@@ -50,7 +50,8 @@ class V2Client(Client):
     async def message(self, data: str | bytes) -> None:
         # The client sends for "/" as soon as the session is open: its packets
         # wait for the implicit connect (else "/" would not be joined yet).
-        await self._root_done.wait()
+        if not self._root_done.is_set():
+            await self._root_done.wait()
         await super().message(data)
 
     def _invalid_state(self, packet: Packet) -> None:
